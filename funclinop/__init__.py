@@ -1,0 +1,15 @@
+"""funclinop: functional named-dimension linear operators for PyTorch."""
+
+from .compose import Add, Chain
+from .dims import ELLIPSIS, Dim
+from .errors import DeviceError, ShapeError
+from .linop import Linop, adjoint, apply, normal, static, derived, tree_equal
+from .ops import Adjoint, Dense, Diagonal, FunctionLinop, Identity, Scalar, Zero
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Add", "Adjoint", "Chain", "Dense", "DeviceError", "Diagonal", "Dim", "ELLIPSIS",
+    "FunctionLinop", "Identity", "Linop", "Scalar", "ShapeError", "Zero", "adjoint",
+    "apply", "derived", "normal", "static", "tree_equal",
+]

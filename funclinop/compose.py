@@ -1,0 +1,150 @@
+"""Composite operators: Chain and Add (Concat and Stack live in concat.py)."""
+
+from .dims import unify
+from .errors import ShapeError
+from .linop import Linop, derived, _fmt
+
+__all__ = ["Chain", "Add"]
+
+
+def _check_linops(name, linops):
+    if not linops:
+        raise ValueError(f"{name}: needs at least one operator")
+    for op in linops:
+        if not isinstance(op, Linop):
+            raise TypeError(f"{name}: expected Linops, got {type(op).__name__}")
+
+
+def merged_sizes(name, linops):
+    """``{dim: size}`` over all ``linops``; a dim with two sizes is an error."""
+    sizes = {}
+    for op in linops:
+        for d, n in op.sizes().items():
+            if sizes.setdefault(d, n) != n:
+                raise ShapeError(f"{name}: dim {d!r} has size {sizes[d]} in one operator and {n} in {op._name()}")
+    return tuple(sorted(sizes.items()))
+
+
+class Chain(Linop):
+    """Composition in execution order: ``Chain(A, B)(x) == B(A(x))`` (``B @ A``).
+
+    Adjacent shapes must match by name (a leading ``"..."`` absorbs extra
+    dims) and a dim has one size throughout; both are checked here.
+
+    >>> import torch, funclinop as fl
+    >>> A = fl.Chain(fl.Diagonal(torch.tensor([1.0, 2.0]), ("N",)), fl.Scalar(3.0, ("N",)))
+    >>> A(torch.ones(2))
+    tensor([3., 6.])
+    """
+
+    linops: tuple
+    ishape: tuple = derived()
+    oshape: tuple = derived()
+    _sizes: tuple = derived()
+
+    def __init__(self, *linops):
+        _check_linops("Chain", linops)
+        flat = []
+        for op in linops:
+            flat.extend(op.linops if isinstance(op, Chain) else (op,))
+        object.__setattr__(self, "linops", tuple(flat))
+        self.__post_init__()
+
+    def _setup(self):
+        ops = self.linops
+        for a, b in zip(ops, ops[1:]):
+            if unify(a.oshape, b.ishape) is None:
+                raise ShapeError(
+                    f"Chain: output {_fmt(a.oshape)} of {a._name()} does not match "
+                    f"input {_fmt(b.ishape)} of {b._name()}"
+                )
+        self._set(ishape=ops[0].ishape, oshape=ops[-1].oshape, _sizes=merged_sizes("Chain", ops))
+
+    def apply(self, x):
+        for op in self.linops:
+            x = op.apply(x)
+        return x
+
+    def apply_adjoint(self, y):
+        for op in reversed(self.linops):
+            y = op.apply_adjoint(y)
+        return y
+
+    def adjoint(self):
+        return Chain(*(op.adjoint() for op in reversed(self.linops)))
+
+    def normal(self):
+        from .ops.identity import Identity
+
+        ops = list(self.linops)
+        middle = ops.pop().normal()
+        # An orthonormal factor (FFT) has an Identity normal: fold through it.
+        while ops and isinstance(middle, Identity) and middle.ishape == middle.oshape:
+            middle = ops.pop().normal()
+        if not ops:
+            return middle
+        return Chain(*ops, middle, *(op.adjoint() for op in reversed(ops)))
+
+    def size(self, dim):
+        return dict(self._sizes).get(dim)
+
+    def tile(self, slices):
+        return Chain(*(op.tile(slices) for op in self.linops))
+
+
+class Add(Linop):
+    """Sum of operators with matching shapes: ``Add(A, B)(x) == A(x) + B(x)``.
+
+    >>> import torch, funclinop as fl
+    >>> A = fl.Scalar(2.0, ("N",)) + fl.Identity(("N",))
+    >>> A(torch.ones(2))
+    tensor([3., 3.])
+    """
+
+    linops: tuple
+    ishape: tuple = derived()
+    oshape: tuple = derived()
+    _sizes: tuple = derived()
+
+    def __init__(self, *linops):
+        _check_linops("Add", linops)
+        flat = []
+        for op in linops:
+            flat.extend(op.linops if isinstance(op, Add) else (op,))
+        object.__setattr__(self, "linops", tuple(flat))
+        self.__post_init__()
+
+    def _setup(self):
+        ishape, oshape = self.linops[0].ishape, self.linops[0].oshape
+        for op in self.linops[1:]:
+            i, o = unify(ishape, op.ishape), unify(oshape, op.oshape)
+            if i is None or o is None:
+                raise ShapeError(
+                    f"Add: {op._name()} does not match the other terms "
+                    f"({_fmt(ishape)} -> {_fmt(oshape)})"
+                )
+            ishape, oshape = i, o
+        self._set(ishape=ishape, oshape=oshape, _sizes=merged_sizes("Add", self.linops))
+
+    def apply(self, x):
+        ops = self.linops
+        y = ops[0].apply(x)
+        for op in ops[1:]:
+            y = y + op.apply(x)
+        return y
+
+    def apply_adjoint(self, y):
+        ops = self.linops
+        x = ops[0].apply_adjoint(y)
+        for op in ops[1:]:
+            x = x + op.apply_adjoint(y)
+        return x
+
+    def adjoint(self):
+        return Add(*(op.adjoint() for op in self.linops))
+
+    def size(self, dim):
+        return dict(self._sizes).get(dim)
+
+    def tile(self, slices):
+        return Add(*(op.tile(slices) for op in self.linops))

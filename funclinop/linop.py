@@ -1,0 +1,336 @@
+"""The operator base: frozen pytree dataclasses with a small protocol.
+
+A linop is a frozen dataclass. Fields marked with :func:`static` (names,
+shapes, options, anything precomputed at construction) are part of the
+treedef; every other field is a pytree child (tensors, other linops, pytrees
+of tensors). Subclassing :class:`Linop` makes the class a frozen dataclass and
+registers it with optree (global namespace) and with torch's pytree registry,
+which is the one ``torch.func`` and ``torch.compile`` look at.
+"""
+
+import dataclasses
+from dataclasses import field
+
+import optree
+import torch
+import torch.utils._pytree as torch_pytree
+
+from .dims import ELLIPSIS, named
+from .errors import ShapeError
+
+__all__ = [
+    "Linop",
+    "static",
+    "derived",
+    "apply",
+    "adjoint",
+    "normal",
+    "tree_equal",
+]
+
+_OPTREE_GLOBAL = getattr(optree.registry, "__GLOBAL_NAMESPACE")
+
+
+def static(**kwargs):
+    """A static field: part of the treedef, never a leaf."""
+    return field(metadata={"static": True}, **kwargs)
+
+
+def derived():
+    """A static field computed at construction (in ``_setup``), not passed in."""
+    return field(init=False, default=None, repr=False, metadata={"static": True})
+
+
+def _register(cls):
+    fields = dataclasses.fields(cls)
+    children = tuple(f.name for f in fields if not f.metadata.get("static"))
+    statics = tuple(f.name for f in fields if f.metadata.get("static"))
+    cls._children, cls._statics = children, statics
+
+    def flatten(op):
+        return [getattr(op, n) for n in children], tuple(getattr(op, n) for n in statics)
+
+    def unflatten(values, aux):
+        # Bypass __init__: during transforms the leaves may be non-tensors.
+        op = object.__new__(cls)
+        for n, v in zip(children, values):
+            object.__setattr__(op, n, v)
+        for n, v in zip(statics, aux):
+            object.__setattr__(op, n, v)
+        return op
+
+    def flatten_with_keys(op):
+        values, aux = flatten(op)
+        return [(torch_pytree.GetAttrKey(n), v) for n, v in zip(children, values)], aux
+
+    torch_pytree.register_pytree_node(
+        cls,
+        flatten,
+        unflatten,
+        serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+        flatten_with_keys_fn=flatten_with_keys,
+    )
+    optree.register_pytree_node(
+        cls,
+        lambda op: (*flatten(op), children),
+        lambda aux, values: unflatten(values, aux),
+        path_entry_type=optree.GetAttrEntry,
+        namespace=_OPTREE_GLOBAL,
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Linop:
+    """A named linear operator: an immutable pytree with a small protocol.
+
+    Subclasses declare their fields as a dataclass would (they become frozen
+    dataclasses automatically) and provide ``ishape``, ``oshape`` (fields or
+    properties), ``apply`` and, where it is cheaper than the vjp,
+    ``apply_adjoint``. ``adjoint``, ``normal``, ``tile`` and ``size`` have
+    defaults. Validation and precomputation go in ``_setup``, which runs once
+    at construction; ``apply`` is tensor ops only.
+    """
+
+    # (min ndim, has ellipsis, ((axis from the end, size, dim), ...))
+    _icheck: tuple = derived()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+        _register(cls)
+
+    def __post_init__(self):
+        self._setup()
+        object.__setattr__(self, "_icheck", _input_check(self))
+
+    def _setup(self):
+        """Validate the fields and precompute static data (override)."""
+
+    def _set(self, **kwargs):
+        """Set derived fields during ``_setup`` (the only place it is allowed)."""
+        for k, v in kwargs.items():
+            object.__setattr__(self, k, v)
+
+    # ---- protocol -------------------------------------------------------
+    def apply(self, x):
+        raise NotImplementedError
+
+    def apply_adjoint(self, y):
+        """x = Aᴴ y. Default: the vjp of ``apply`` (exact for C-linear maps)."""
+        return _vjp_adjoint(self, y)
+
+    def adjoint(self):
+        """The operator Aᴴ."""
+        from .ops.adjoint import Adjoint
+
+        return Adjoint(self)
+
+    def normal(self):
+        """The operator AᴴA, mapping ``ishape`` to ``ishape``."""
+        from .compose import Chain
+
+        return Chain(self, self.adjoint())
+
+    def tile(self, slices):
+        """The sub-operator for ``{dim: slice}``; dims the operator lacks are ignored."""
+        dims = [d for d in slices if d in self.dims]
+        if not dims:
+            return self
+        raise ValueError(
+            f"{self._name()}: cannot split over dims {dims}; "
+            f"{type(self).__name__} has no tile rule"
+        )
+
+    def size(self, dim):
+        """The size this operator fixes for ``dim``, or None."""
+        return None
+
+    # ---- derived --------------------------------------------------------
+    @property
+    def dims(self):
+        return (set(named(self.ishape)) | set(named(self.oshape)))
+
+    @property
+    def H(self):
+        return self.adjoint()
+
+    @property
+    def N(self):
+        return self.normal()
+
+    def sizes(self):
+        """``{dim: size}`` for every dim whose size the operator fixes."""
+        out = {}
+        for d in self.dims:
+            n = self.size(d)
+            if n is not None:
+                out[d] = n
+        return out
+
+    def _name(self):
+        return f"{type(self).__name__}({_fmt(self.ishape)} -> {_fmt(self.oshape)})"
+
+    def __call__(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{self._name()}: expected a torch.Tensor, got {type(x).__name__}")
+        ndim, ellipsis, checks = self._icheck
+        shape = x.shape
+        if len(shape) != ndim and not (ellipsis and len(shape) > ndim):
+            _raise_ndim(self, shape)
+        for axis, n, dim in checks:
+            if shape[axis] != n:
+                raise ShapeError(
+                    f"{self._name()}: input dim {dim!r} has size {shape[axis]}, "
+                    f"expected {n} (input shape {tuple(shape)})"
+                )
+        return self.apply(x)
+
+    # ---- algebra --------------------------------------------------------
+    def __matmul__(self, other):
+        if isinstance(other, Linop):
+            from .compose import Chain
+
+            return Chain(other, self)
+        if isinstance(other, torch.Tensor):
+            return self(other)
+        raise TypeError(
+            f"{self._name()} @ {type(other).__name__}: expected a Linop or a torch.Tensor"
+        )
+
+    def __rmatmul__(self, other):
+        raise TypeError(
+            f"{type(other).__name__} @ {self._name()}: only a Linop can be composed with a Linop"
+        )
+
+    def __add__(self, other):
+        if not isinstance(other, Linop):
+            return NotImplemented
+        from .compose import Add
+
+        return Add(self, other)
+
+    def __sub__(self, other):
+        if not isinstance(other, Linop):
+            return NotImplemented
+        return self + (-other)
+
+    def __neg__(self):
+        return -1.0 * self
+
+    def __mul__(self, c):
+        return self._scale(c, right=True)
+
+    def __rmul__(self, c):
+        return self._scale(c, right=False)
+
+    def _scale(self, c, right):
+        from .compose import Chain
+        from .ops.diagonal import Scalar
+
+        if isinstance(c, bool) or not isinstance(c, (int, float, complex, torch.Tensor)):
+            return NotImplemented
+        if isinstance(c, torch.Tensor) and c.ndim != 0:
+            raise TypeError(f"{self._name()}: can only scale by a scalar, got shape {tuple(c.shape)}")
+        if right:
+            return Chain(Scalar(c, self.ishape), self)
+        return Chain(self, Scalar(c, self.oshape))
+
+    def __eq__(self, other):
+        return tree_equal(self, other)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        parts = []
+        for f in dataclasses.fields(self):
+            if f.repr:
+                parts.append(f"{f.name}={_short(getattr(self, f.name))}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _fmt(shape):
+    return "(" + ", ".join(shape) + ")"
+
+
+def _short(v):
+    if isinstance(v, torch.Tensor):
+        dt = str(v.dtype).replace("torch.", "")
+        return f"{dt}{list(v.shape)}"
+    if isinstance(v, tuple) and v and all(isinstance(t, Linop) for t in v):
+        return "(" + ", ".join(map(repr, v)) + ")"
+    return repr(v)
+
+
+def _raise_ndim(op, shape):
+    raise ShapeError(
+        f"{op._name()}: input of shape {tuple(shape)} has {len(shape)} dims, "
+        f"expected {'at least ' if op.ishape[:1] == (ELLIPSIS,) else ''}"
+        f"{len(named(op.ishape))} for ishape {_fmt(op.ishape)}"
+    )
+
+
+def _input_check(op):
+    ishape = op.ishape
+    names = named(ishape)
+    checks = []
+    for k, d in enumerate(names):
+        n = op.size(d)
+        if n is not None:
+            checks.append((k - len(names), n, d))
+    return (len(names), len(names) < len(ishape), tuple(checks))
+
+
+def _vjp_adjoint(op, y):
+    x0 = torch.zeros(_input_shape(op, y), dtype=y.dtype, device=y.device)
+    _, pullback = torch.func.vjp(op.apply, x0)
+    return pullback(y)[0]
+
+
+def _input_shape(op, y):
+    """The input shape matching an output ``y``, from fixed sizes and shared dims."""
+    onames = named(op.oshape)
+    batch = tuple(y.shape[: y.ndim - len(onames)])
+    shape = []
+    for d in named(op.ishape):
+        n = op.size(d)
+        if n is None and d in onames:
+            n = y.shape[y.ndim - len(onames) + onames.index(d)]
+        if n is None:
+            raise ShapeError(
+                f"{op._name()}: cannot infer the size of input dim {d!r} to form the "
+                f"adjoint by vjp; give the operator an explicit adjoint or fix the size"
+            )
+        shape.append(n)
+    return batch + tuple(shape)
+
+
+def tree_equal(a, b) -> bool:
+    """True when two pytrees have the same structure and equal leaves."""
+    la, ta = optree.tree_flatten(a, none_is_leaf=True)
+    lb, tb = optree.tree_flatten(b, none_is_leaf=True)
+    if ta != tb:
+        return False
+    for x, y in zip(la, lb):
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+                return False
+            if x.shape != y.shape or x.dtype != y.dtype or not torch.equal(x.resolve_conj(), y.resolve_conj()):
+                return False
+        elif x is not y and x != y:
+            return False
+    return True
+
+
+def apply(linop, x):
+    """``linop(x)``: apply an operator to a tensor (with shape checks)."""
+    return linop(x)
+
+
+def adjoint(linop):
+    """``linop.H``: the adjoint operator."""
+    return linop.adjoint()
+
+
+def normal(linop):
+    """``linop.N``: the normal operator AᴴA."""
+    return linop.normal()

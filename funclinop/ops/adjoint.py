@@ -1,0 +1,47 @@
+"""The generic adjoint wrapper, for operators without a closed-form adjoint."""
+
+from ..linop import Linop
+
+__all__ = ["Adjoint"]
+
+
+class Adjoint(Linop):
+    """Aᴴ of an operator that has no adjoint of its own type.
+
+    ``Adjoint(A).H`` gives back ``A`` itself.
+
+    >>> import torch, funclinop as fl
+    >>> A = fl.FunctionLinop(lambda p, x: 2 * x, ishape=("N",), oshape=("N",), sizes={"N": 3})
+    >>> A.H(torch.ones(3))
+    tensor([2., 2., 2.])
+    """
+
+    linop: Linop
+
+    @property
+    def ishape(self):
+        return self.linop.oshape
+
+    @property
+    def oshape(self):
+        return self.linop.ishape
+
+    def apply(self, x):
+        return self.linop.apply_adjoint(x)
+
+    def apply_adjoint(self, y):
+        return self.linop.apply(y)
+
+    def adjoint(self):
+        return self.linop
+
+    def normal(self):
+        from ..compose import Chain
+
+        return Chain(self, self.linop)
+
+    def tile(self, slices):
+        return Adjoint(self.linop.tile(slices))
+
+    def size(self, dim):
+        return self.linop.size(dim)

@@ -1,0 +1,132 @@
+"""Elementwise operators: Diagonal and Scalar."""
+
+import torch
+
+from ..dims import ELLIPSIS, as_shape, named
+from ..linop import Linop, derived, static
+from ._util import check_tensor, slice_axes
+
+__all__ = ["Diagonal", "Scalar"]
+
+
+class Diagonal(Linop):
+    """Elementwise multiplication, y = w ⊙ x.
+
+    ``weight`` is aligned with the trailing dims of ``ioshape`` (torch
+    broadcasting); leading dims of ``ioshape`` that the weight lacks, and any
+    dim in ``broadcast_dims`` (where the weight has size 1), are broadcast.
+    The adjoint multiplies by conj(w), the normal by |w|².
+
+    >>> import torch, funclinop as fl
+    >>> D = fl.Diagonal(torch.tensor([1.0, 2.0, 3.0]), ioshape=("N",))
+    >>> D(torch.ones(3))
+    tensor([1., 2., 3.])
+    >>> D.N.weight
+    tensor([1., 4., 9.])
+    """
+
+    weight: torch.Tensor
+    ioshape: tuple = static(default=None)
+    broadcast_dims: tuple = static(default=())
+
+    def _setup(self):
+        check_tensor(self, "weight", self.weight)
+        ioshape = as_shape(self.ioshape, "Diagonal ioshape")
+        if self.weight.ndim > len(named(ioshape)) and ioshape[:1] != (ELLIPSIS,):
+            raise ValueError(
+                f"Diagonal: weight of shape {tuple(self.weight.shape)} has more dims "
+                f"than ioshape {ioshape}"
+            )
+        broadcast = tuple(self.broadcast_dims or ())
+        for d in broadcast:
+            if d not in named(ioshape):
+                raise ValueError(f"Diagonal{ioshape}: broadcast dim {d!r} is not in ioshape")
+        self._set(ioshape=ioshape, broadcast_dims=broadcast)
+
+    @property
+    def ishape(self):
+        return self.ioshape
+
+    @property
+    def oshape(self):
+        return self.ioshape
+
+    def apply(self, x):
+        return x * self.weight
+
+    def apply_adjoint(self, y):
+        return y * self.weight.conj()
+
+    def adjoint(self):
+        if not self.weight.is_complex():
+            return self
+        return Diagonal(self.weight.conj(), self.ioshape, self.broadcast_dims)
+
+    def normal(self):
+        return Diagonal(_abs2(self.weight), self.ioshape, self.broadcast_dims)
+
+    def _weight_axes(self):
+        """{dim: weight axis} for the dims the weight indexes."""
+        names = named(self.ioshape)
+        k = len(names) - self.weight.ndim
+        return {d: i - k for i, d in enumerate(names) if i >= k and d not in self.broadcast_dims}
+
+    def size(self, dim):
+        axis = self._weight_axes().get(dim)
+        return None if axis is None else self.weight.shape[axis]
+
+    def tile(self, slices):
+        weight = slice_axes(self.weight, self._weight_axes(), slices)
+        return Diagonal(weight, self.ioshape, self.broadcast_dims)
+
+
+class Scalar(Linop):
+    """Multiplication by a scalar, y = c x (``c * A`` builds one).
+
+    >>> import torch, funclinop as fl
+    >>> fl.Scalar(3.0)(torch.ones(2))
+    tensor([3., 3.])
+    """
+
+    weight: torch.Tensor
+    ioshape: tuple = static(default=None)
+
+    def __post_init__(self):
+        if isinstance(self.weight, (int, float, complex)) and not isinstance(self.weight, bool):
+            object.__setattr__(self, "weight", torch.tensor(self.weight))
+        super().__post_init__()
+
+    def _setup(self):
+        check_tensor(self, "weight", self.weight)
+        if self.weight.ndim != 0:
+            raise ValueError(f"Scalar: weight must be 0-dim, got shape {tuple(self.weight.shape)}")
+        self._set(ioshape=as_shape(self.ioshape, "Scalar ioshape"))
+
+    @property
+    def ishape(self):
+        return self.ioshape
+
+    @property
+    def oshape(self):
+        return self.ioshape
+
+    def apply(self, x):
+        return x * self.weight
+
+    def apply_adjoint(self, y):
+        return y * self.weight.conj()
+
+    def adjoint(self):
+        if not self.weight.is_complex():
+            return self
+        return Scalar(self.weight.conj(), self.ioshape)
+
+    def normal(self):
+        return Scalar(_abs2(self.weight), self.ioshape)
+
+    def tile(self, slices):
+        return self
+
+
+def _abs2(w):
+    return w.abs().square() if w.is_complex() else w.square()

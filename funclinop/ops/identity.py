@@ -1,0 +1,77 @@
+"""Identity and Zero."""
+
+import torch
+
+from ..dims import as_shape, named
+from ..errors import ShapeError
+from ..linop import Linop, static
+
+__all__ = ["Identity", "Zero"]
+
+
+def _shapes(op):
+    ishape = as_shape(op.ishape, f"{type(op).__name__} ishape")
+    oshape = ishape if op.oshape is None else as_shape(op.oshape, f"{type(op).__name__} oshape")
+    if len(ishape) != len(oshape) or (ishape[:1] == ("...",)) != (oshape[:1] == ("...",)):
+        raise ShapeError(f"{type(op).__name__}: ishape {ishape} and oshape {oshape} must have the same layout")
+    op._set(ishape=ishape, oshape=oshape)
+
+
+class Identity(Linop):
+    """y = x. With an ``oshape`` it renames dims (same sizes, same order).
+
+    >>> import torch, funclinop as fl
+    >>> fl.Identity(("N",))(torch.ones(2))
+    tensor([1., 1.])
+    """
+
+    ishape: tuple = static(default=("...",))
+    oshape: tuple = static(default=None)
+
+    def _setup(self):
+        _shapes(self)
+
+    def apply(self, x):
+        return x
+
+    def apply_adjoint(self, y):
+        return y
+
+    def adjoint(self):
+        return self if self.ishape == self.oshape else Identity(self.oshape, self.ishape)
+
+    def normal(self):
+        return Identity(self.ishape)
+
+    def tile(self, slices):
+        return self
+
+
+class Zero(Linop):
+    """y = 0 (the same shape as x).
+
+    >>> import torch, funclinop as fl
+    >>> fl.Zero(("N",))(torch.ones(2))
+    tensor([0., 0.])
+    """
+
+    ishape: tuple = static(default=("...",))
+    oshape: tuple = static(default=None)
+
+    def _setup(self):
+        _shapes(self)
+
+    def apply(self, x):
+        return torch.zeros_like(x)
+
+    def apply_adjoint(self, y):
+        return torch.zeros_like(y)
+
+    def adjoint(self):
+        return Zero(self.oshape, self.ishape)
+
+    def normal(self):
+        return Zero(self.ishape)
+
+    def tile(self, slices):
+        return self
