@@ -19,7 +19,7 @@ def merged_sizes(name, linops):
     """``{dim: size}`` over all ``linops``; a dim with two sizes is an error."""
     sizes = {}
     for op in linops:
-        for d, n in op.sizes().items():
+        for d, n in op.dim_sizes().items():
             if sizes.setdefault(d, n) != n:
                 raise ShapeError(f"{name}: dim {d!r} has size {sizes[d]} in one operator and {n} in {op._name()}")
     return tuple(sorted(sizes.items()))

@@ -158,7 +158,7 @@ class Linop:
     def N(self):
         return self.normal()
 
-    def sizes(self):
+    def dim_sizes(self):
         """``{dim: size}`` for every dim whose size the operator fixes."""
         out = {}
         for d in self.dims:

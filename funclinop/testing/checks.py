@@ -1,0 +1,123 @@
+"""Checks for users' own operators: adjointness, normal, pytree behaviour."""
+
+import optree
+import torch
+
+from ..dims import named
+from ..linop import Linop, tree_equal
+from .registry import randn
+
+__all__ = ["check_adjoint", "check_normal", "check_pytree", "default_rtol", "inner"]
+
+
+def default_rtol(dtype):
+    """A relative tolerance that single and double precision both meet."""
+    return 1e-4 if dtype in (torch.float32, torch.complex64, torch.float16, torch.bfloat16) else 1e-10
+
+
+def inner(a, b):
+    """<a, b> = sum(conj(a) * b), in double precision."""
+    a = a.to(torch.complex128) if a.is_complex() or b.is_complex() else a.double()
+    b = b.to(a.dtype)
+    return torch.vdot(a.reshape(-1), b.reshape(-1))
+
+
+def _like(t, gen):
+    return randn(gen, t.shape, t.dtype).to(t.device)
+
+
+def check_adjoint(A: Linop, x: torch.Tensor, y: torch.Tensor | None = None, *, rtol=None, seed=0):
+    """The dot test: <A x, y> == <x, Aᴴ y>. Returns the relative error.
+
+    ``y`` defaults to a random tensor shaped like ``A(x)``. Raises
+    ``AssertionError`` with the measured error when it exceeds ``rtol``
+    (default from the dtype).
+
+    >>> import torch, funclinop as fl
+    >>> from funclinop.testing import check_adjoint
+    >>> A = fl.Dense(torch.randn(3, 4, dtype=torch.float64))
+    >>> check_adjoint(A, torch.randn(4, dtype=torch.float64)) < 1e-12
+    True
+    """
+    gen = torch.Generator().manual_seed(seed)
+    Ax = A(x)
+    if y is None:
+        y = _like(Ax, gen)
+    AHy = A.H(y)
+    if AHy.shape != x.shape:
+        raise AssertionError(f"{A._name()}: adjoint returned shape {tuple(AHy.shape)}, input was {tuple(x.shape)}")
+    lhs, rhs = inner(Ax, y), inner(x, AHy)
+    scale = (torch.linalg.vector_norm(Ax.double() if not Ax.is_complex() else Ax) *
+             torch.linalg.vector_norm(y.double() if not y.is_complex() else y))
+    err = float(abs(lhs - rhs) / scale) if scale > 0 else float(abs(lhs - rhs))
+    tol = default_rtol(x.dtype) if rtol is None else rtol
+    if not err <= tol:
+        raise AssertionError(f"{A._name()}: adjoint test failed, <Ax,y>={complex(lhs):.6g}, <x,AHy>={complex(rhs):.6g}, relative error {err:.3g} > {tol:.1g}")
+    return err
+
+
+def check_normal(A: Linop, x: torch.Tensor, *, rtol=None):
+    """``A.N(x) == A.H(A(x))`` and ``A.N`` maps ``A.ishape`` to itself. Returns the relative error."""
+    N = A.normal()
+    if named(N.ishape) != named(A.ishape) or named(N.oshape) != named(A.ishape):
+        raise AssertionError(f"{A._name()}: normal has shapes {N.ishape} -> {N.oshape}, expected {A.ishape}")
+    got, want = N(x), A.H(A(x))
+    err = _rel(got, want)
+    tol = default_rtol(x.dtype) if rtol is None else rtol
+    if not err <= tol:
+        raise AssertionError(f"{A._name()}: normal differs from A.H(A(x)) by {err:.3g} > {tol:.1g}")
+    return err
+
+
+def _rel(a, b):
+    if a.shape != b.shape:
+        raise AssertionError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    d = torch.linalg.vector_norm((a - b).reshape(-1))
+    n = torch.linalg.vector_norm(b.reshape(-1))
+    return float(d / n) if n > 0 else float(d)
+
+
+def check_pytree(A: Linop, x: torch.Tensor, *, rtol=None):
+    """Pytree behaviour: flatten/unflatten round trip (optree and torch),
+    the gradient with respect to A has A's type and treedef, and vmap over a
+    stack of two copies of A equals applying each."""
+    import torch.utils._pytree as tp
+
+    leaves, spec = optree.tree_flatten(A)
+    if not tree_equal(optree.tree_unflatten(spec, leaves), A):
+        raise AssertionError(f"{A._name()}: optree round trip changed the operator")
+    tleaves, tspec = tp.tree_flatten(A)
+    if not tree_equal(tp.tree_unflatten(tleaves, tspec), A):
+        raise AssertionError(f"{A._name()}: torch pytree round trip changed the operator")
+    if len(tleaves) != len(leaves):
+        raise AssertionError(f"{A._name()}: optree and torch see different leaves")
+    tol = default_rtol(x.dtype) if rtol is None else rtol
+
+    def loss(op):
+        y = op(x)
+        return (y.abs().square() if y.is_complex() else y.square()).sum()
+
+    diff = [isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()) for t in tleaves]
+    if all(diff):
+        g = torch.func.grad(loss)(A)
+        if type(g) is not type(A) or tp.tree_structure(g) != tspec:
+            raise AssertionError(f"{A._name()}: grad returned {type(g).__name__}, not the operator's type")
+    elif any(diff):
+        # Integer leaves (index tensors) have no gradient: differentiate the
+        # floating-point leaves only and put the operator back together.
+        def loss_of(float_leaves):
+            it = iter(float_leaves)
+            leaves = [next(it) if d else t for t, d in zip(tleaves, diff)]
+            return loss(tp.tree_unflatten(leaves, tspec))
+
+        g = torch.func.grad(loss_of)([t for t, d in zip(tleaves, diff) if d])
+        if [t.shape for t in g] != [t.shape for t, d in zip(tleaves, diff) if d]:
+            raise AssertionError(f"{A._name()}: gradient leaves do not match the operator's leaves")
+    if not any(isinstance(t, torch.Tensor) for t in tleaves):
+        return True
+    stacked = tp.tree_map(lambda t: torch.stack([t, t]) if isinstance(t, torch.Tensor) else t, A)
+    ys = torch.func.vmap(lambda op, x: op(x), in_dims=(0, None))(stacked, x)
+    err = _rel(ys[1], A(x))
+    if not err <= tol:
+        raise AssertionError(f"{A._name()}: vmap over a stack of operators differs by {err:.3g}")
+    return True
