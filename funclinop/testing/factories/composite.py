@@ -1,0 +1,71 @@
+"""Factories for the block composites Concat and Stack."""
+
+import torch
+
+from ... import ops
+from ...concat import Concat, Stack
+from ...dims import fresh
+from ..registry import NotApplicable, randn, register_factory
+
+
+def _dense_rows(gen, dtype, dims, m, rows, c):
+    names = tuple(dims)
+    oshape = tuple(m if d == c else d for d in names)
+    return ops.Dense(randn(gen, (rows, dims[c]), dtype), (m, c), names, oshape)
+
+
+@register_factory("Concat.vertical")
+def concat_vertical(gen, dtype, dims, avoid):
+    m = fresh("M", set(avoid) | set(dims))
+    c = list(dims)[-1]
+    return Concat(_dense_rows(gen, dtype, dims, m, 2, c), _dense_rows(gen, dtype, dims, m, 1, c), odim=m)
+
+
+@register_factory("Concat.blockdiag", min_size=2)
+def concat_blockdiag(gen, dtype, dims, avoid):
+    names = tuple(dims)
+    x, n = names[0], dims[names[0]]
+    k = 1 + int(torch.randint(n - 1, (1,), generator=gen))
+    rest = tuple(dims[d] for d in names[1:])
+    return Concat(
+        ops.Diagonal(randn(gen, (k,) + rest, dtype), names),
+        ops.Diagonal(randn(gen, (n - k,) + rest, dtype), names),
+        idim=x, odim=x,
+    )
+
+
+@register_factory("Concat.horizontal", min_size=2)
+def concat_horizontal(gen, dtype, dims, avoid):
+    names = tuple(dims)
+    x, n = names[0], dims[names[0]]
+    m = fresh("M", set(avoid) | set(dims))
+    oshape = (m,) + names[1:]
+    k = 1 + int(torch.randint(n - 1, (1,), generator=gen))
+    return Concat(
+        ops.Dense(randn(gen, (3, k), dtype), (m, x), names, oshape),
+        ops.Dense(randn(gen, (3, n - k), dtype), (m, x), names, oshape),
+        idim=x,
+    )
+
+
+@register_factory("Stack")
+def stack(gen, dtype, dims, avoid):
+    names = tuple(dims)
+    s = fresh("S", set(avoid) | set(dims))
+    return Stack(
+        ops.Scalar(randn(gen, (), dtype), names),
+        ops.Diagonal(randn(gen, tuple(dims.values()), dtype), names),
+        odim=s,
+    )
+
+
+@register_factory("Stack.blockdiag")
+def stack_blockdiag(gen, dtype, dims, avoid):
+    names = tuple(dims)
+    if dims[names[0]] != 2:
+        raise NotApplicable("Stack.blockdiag needs a leading dim of size 2")
+    inner = dict(list(dims.items())[1:])
+    if not inner:
+        raise NotApplicable("Stack.blockdiag needs two dims")
+    blocks = [ops.Diagonal(randn(gen, tuple(inner.values()), dtype), tuple(inner)) for _ in range(2)]
+    return Stack(*blocks, idim=names[0], odim=names[0])
