@@ -1,6 +1,6 @@
 """Composite operators: Chain and Add (Concat and Stack live in concat.py)."""
 
-from .dims import unify
+from .dims import named, unify
 from .errors import ShapeError
 from .linop import Linop, derived, _fmt
 
@@ -23,6 +23,46 @@ def merged_sizes(name, linops):
             if sizes.setdefault(d, n) != n:
                 raise ShapeError(f"{name}: dim {d!r} has size {sizes[d]} in one operator and {n} in {op._name()}")
     return tuple(sorted(sizes.items()))
+
+
+def chain_kind(linops, dim, present):
+    """The split kind of a composition (in execution order) along ``dim``.
+
+    Slicing ``dim`` in every factor rebuilds the composition only when the dim
+    is carried through elementwise (diag), consumed once (in), produced once
+    (out), or produced and then consumed once (sum).
+    """
+    events = []
+    for op in linops:
+        kind = op.split_kind(dim)
+        if kind is None:
+            return None
+        if kind == "diag" and not present:
+            return None
+        if kind == "in":
+            if not present:
+                return None
+            present = False
+        elif kind == "out":
+            if present:
+                return None
+            present = True
+        if kind in ("in", "out", "sum"):
+            events.append(kind)
+    if not events:
+        return "diag" if present else "absent"
+    return {("in",): "in", ("out",): "out", ("out", "in"): "sum", ("sum",): "sum"}.get(tuple(events))
+
+
+def common_kind(linops, dim, shared):
+    """The split kind of a sum (or block row) of ``linops`` along ``dim``."""
+    kinds = set()
+    for op in linops:
+        kind = op.split_kind(dim)
+        if kind == "absent" and shared:
+            kind = "diag"  # carried through '...'
+        kinds.add(kind)
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 class Chain(Linop):
@@ -91,6 +131,9 @@ class Chain(Linop):
     def tile(self, slices):
         return Chain(*(op.tile(slices) for op in self.linops))
 
+    def split_kind(self, dim):
+        return chain_kind(self.linops, dim, dim in named(self.ishape))
+
 
 class Add(Linop):
     """Sum of operators with matching shapes: ``Add(A, B)(x) == A(x) + B(x)``.
@@ -148,3 +191,6 @@ class Add(Linop):
 
     def tile(self, slices):
         return Add(*(op.tile(slices) for op in self.linops))
+
+    def split_kind(self, dim):
+        return common_kind(self.linops, dim, dim in named(self.ishape) and dim in named(self.oshape))

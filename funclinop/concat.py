@@ -2,7 +2,7 @@
 
 import torch
 
-from .compose import Add, _check_linops, merged_sizes
+from .compose import Add, _check_linops, common_kind, merged_sizes
 from .dims import ELLIPSIS, named, unify
 from .errors import ShapeError
 from .linop import Linop, _fmt, derived, static
@@ -164,6 +164,18 @@ class Concat(Linop):
             return tiles[0]
         return Concat(*tiles, idim=self.idim, odim=self.odim)
 
+    def split_kind(self, dim):
+        return block_kind(self.linops, dim, self.idim, self.odim,
+                          dim in named(self.ishape) and dim in named(self.oshape))
+
+
+def block_kind(linops, dim, idim, odim, shared):
+    """Split kind of a block operator along ``dim`` (blocks along idim/odim)."""
+    if dim not in (idim, odim):
+        return common_kind(linops, dim, shared)
+    want = "diag" if idim == odim else "out" if dim == odim else "in"
+    return want if common_kind(linops, dim, False) == want else None
+
 
 def _as_range(op, dim, s):
     n = op.size(dim)
@@ -280,6 +292,11 @@ class Stack(Linop):
 
     def size(self, dim):
         return dict(self._sizes).get(dim)
+
+    def split_kind(self, dim):
+        if dim in (self.idim, self.odim):
+            return "diag" if self.idim == self.odim else "out" if dim == self.odim else "in"
+        return common_kind(self.linops, dim, dim in named(self.ishape) and dim in named(self.oshape))
 
     def tile(self, slices):
         keep = range(len(self.linops))

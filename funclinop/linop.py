@@ -145,6 +145,19 @@ class Linop:
         """The size this operator fixes for ``dim``, or None."""
         return None
 
+    def split_kind(self, dim):
+        """How the operator is structured along ``dim``, which decides how its
+        tiles reassemble: ``"diag"`` (in both shapes, acting on each index
+        separately: block-diagonal), ``"out"`` (output only: rows), ``"in"``
+        (input only: columns), ``"sum"`` (internal: the operator is the sum of
+        its tiles), ``"absent"``, or None when the operator mixes the dim and
+        tiles cannot rebuild it. A leaf with a dim in both shapes that it does
+        not act on elementwise must override this."""
+        i, o = dim in named(self.ishape), dim in named(self.oshape)
+        if i and o:
+            return "diag"
+        return "out" if o else "in" if i else "absent"
+
     # ---- derived --------------------------------------------------------
     @property
     def dims(self):

@@ -45,3 +45,7 @@ class Adjoint(Linop):
 
     def size(self, dim):
         return self.linop.size(dim)
+
+    def split_kind(self, dim):
+        kind = self.linop.split_kind(dim)
+        return {"in": "out", "out": "in"}.get(kind, kind)

@@ -128,6 +128,14 @@ class Dense(Linop):
         return [self.weightshape.index(l) for l in labels
                 if l in self.weightshape and l not in self.broadcast_dims]
 
+    def split_kind(self, dim):
+        kind = super().split_kind(dim)
+        if kind == "diag":
+            k, j = named(self.ishape).index(dim), named(self.oshape).index(dim)
+            if self.ilabels[k] != self.olabels[j]:
+                return None  # the folded normal maps dim N through N1: it mixes N
+        return kind
+
     def size(self, dim):
         axes = self._axes(dim)
         return self.weight.shape[axes[0]] if axes else None

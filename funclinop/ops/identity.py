@@ -9,6 +9,13 @@ from ..linop import Linop, static
 __all__ = ["Identity", "Zero"]
 
 
+def _positional_kind(op, dim):
+    kind = Linop.split_kind(op, dim)
+    if kind == "diag" and named(op.ishape).index(dim) != named(op.oshape).index(dim):
+        return None
+    return kind
+
+
 def _shapes(op):
     ishape = as_shape(op.ishape, f"{type(op).__name__} ishape")
     oshape = ishape if op.oshape is None else as_shape(op.oshape, f"{type(op).__name__} oshape")
@@ -46,6 +53,9 @@ class Identity(Linop):
     def tile(self, slices):
         return self
 
+    def split_kind(self, dim):
+        return _positional_kind(self, dim)
+
 
 class Zero(Linop):
     """y = 0 (the same shape as x).
@@ -75,3 +85,6 @@ class Zero(Linop):
 
     def tile(self, slices):
         return self
+
+    def split_kind(self, dim):
+        return _positional_kind(self, dim)

@@ -1,0 +1,464 @@
+"""Splitting and batching as pure functions.
+
+- :func:`tile` — the sub-operator for ``{dim: slice}``;
+- :func:`split_linop` — a nested tuple of tiles (one level per split dim);
+- :class:`BatchSpec` and :func:`create_batched_linop` — split, place on
+  devices, and reassemble into an ordinary operator equal to the original.
+  Tiles of identical structure are stacked and run with ``torch.func.vmap``.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.utils._pytree as tp
+
+from .compose import Add, Chain
+from .concat import Concat, _sum
+from .device import ToDevice, as_device, leaf_devices, to
+from .dims import named
+from .linop import Linop, derived, static
+
+__all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
+
+
+# ---- tiles -------------------------------------------------------------------
+def _check_linop(fn, linop):
+    if not isinstance(linop, Linop):
+        raise TypeError(f"{fn}: expected a Linop, got {type(linop).__name__}")
+
+
+def _check_dim(fn, linop, dim):
+    if not isinstance(dim, str):
+        raise TypeError(f"{fn}: dim names are strings, got {dim!r}")
+    if linop.split_kind(dim) == "absent" and linop.size(dim) is None:
+        raise ValueError(f"{fn}: {linop._name()} has no dim {dim!r} (its dims: {sorted(_all_dims(linop))})")
+    n = linop.size(dim)
+    if n is None:
+        raise ValueError(f"{fn}: no operator in {linop._name()} fixes the size of dim {dim!r}, so it cannot be split")
+    return n
+
+
+def _all_dims(linop):
+    """Every dim name in an operator tree, internal dims included."""
+    dims = set(linop.dims)
+    for op in tp.tree_leaves(linop, is_leaf=lambda t: isinstance(t, Linop) and t is not linop):
+        if isinstance(op, Linop):
+            dims |= _all_dims(op)
+    return dims
+
+
+def _check_kind(fn, linop, dim):
+    kind = linop.split_kind(dim)
+    if kind is None:
+        raise ValueError(
+            f"{fn}: cannot split dim {dim!r} of {linop._name()}: the operator mixes it "
+            f"(e.g. a normal or a chain that consumes and re-creates it), so tiles along it "
+            f"do not reassemble into the operator"
+        )
+    return kind
+
+
+def tile(linop, slices):
+    """The sub-operator of ``linop`` for ``{dim: slice}`` (contiguous slices)."""
+    _check_linop("tile", linop)
+    if not isinstance(slices, dict):
+        raise TypeError(f"tile: slices must be a dict {{dim: slice}}, got {type(slices).__name__}")
+    for d, s in slices.items():
+        n = _check_dim("tile", linop, d)
+        if not isinstance(s, slice):
+            raise TypeError(f"tile: the slice for dim {d!r} must be a slice, got {type(s).__name__}")
+        if s.indices(n)[2] != 1:
+            raise ValueError(f"tile: the slice for dim {d!r} must be contiguous (step 1), got {s}")
+    return linop.tile(slices)
+
+
+def size(linop, dim):
+    """The size ``linop`` fixes for ``dim``, or None."""
+    _check_linop("size", linop)
+    return linop.size(dim)
+
+
+def _check_batch_sizes(fn, linop, batch_sizes):
+    if not isinstance(batch_sizes, dict):
+        raise TypeError(f"{fn}: batch_sizes must be a dict {{dim: int}}, got {type(batch_sizes).__name__}")
+    sizes = {}
+    for d, b in batch_sizes.items():
+        n = _check_dim(fn, linop, d)
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+            raise TypeError(f"{fn}: batch size for dim {d!r} must be an int, got {b!r}")
+        if b <= 0:
+            raise ValueError(f"{fn}: batch size for dim {d!r} must be positive, got {b}")
+        _check_kind(fn, linop, d)
+        sizes[d] = n
+    return sizes
+
+
+def _ranges(n, b):
+    return [slice(i, min(i + b, n)) for i in range(0, n, b)]
+
+
+def split_linop(linop, batch_sizes):
+    """Split ``linop`` into tiles of at most ``batch_sizes[dim]`` along each dim.
+
+    Returns ``(tiles, input_slices, output_slices)``: nested tuples with one
+    level per split dim (in the order of ``batch_sizes``); the last tile
+    along a dim may be smaller. ``input_slices[i][j]`` indexes the input of
+    tile ``[i][j]`` (``x[input_slices[i][j]]``), likewise for outputs. The
+    tiles are a pytree: a tree-map moves, casts or stacks them all.
+
+    >>> import torch, funclinop as fl
+    >>> A = fl.Dense(torch.randn(4, 3), ("C", "N"), ("N",), ("C",))
+    >>> tiles, ins, outs = fl.split_linop(A, {"C": 3})
+    >>> [t.weight.shape[0] for t in tiles], outs[1]
+    ([3, 1], (Ellipsis, slice(3, 4, None)))
+    """
+    _check_linop("split_linop", linop)
+    sizes = _check_batch_sizes("split_linop", linop, batch_sizes)
+    dims = list(batch_sizes)
+
+    def index(shape, slices):
+        return (Ellipsis,) + tuple(slices.get(d, slice(None)) for d in named(shape))
+
+    def grow(k, slices):
+        if k == len(dims):
+            return linop.tile(slices), index(linop.ishape, slices), index(linop.oshape, slices)
+        parts = [grow(k + 1, {**slices, dims[k]: s}) for s in _ranges(sizes[dims[k]], batch_sizes[dims[k]])]
+        return tuple(zip(*parts)) if parts else ((), (), ())
+
+    tiles, ins, outs = grow(0, {})
+    return tiles, ins, outs
+
+
+# ---- stacked tiles -------------------------------------------------------------
+def _stack_leaf(ts):
+    """Stack tensors; evenly spaced views of one storage are stacked as a view."""
+    t0 = ts[0]
+    if not isinstance(t0, torch.Tensor):
+        return t0
+    same = (t0.device.type != "meta" and all(
+        t.shape == t0.shape and t.stride() == t0.stride() and t.dtype == t0.dtype
+        and t.is_conj() == t0.is_conj() and t.is_neg() == t0.is_neg()
+        and t.untyped_storage().data_ptr() == t0.untyped_storage().data_ptr() for t in ts))
+    if same and len(ts) > 1:
+        step = ts[1].storage_offset() - t0.storage_offset()
+        if step >= 0 and all(t.storage_offset() == t0.storage_offset() + k * step for k, t in enumerate(ts)):
+            base = t0.conj() if t0.is_conj() else t0
+            view = base.as_strided((len(ts),) + tuple(base.shape), (step,) + base.stride(), base.storage_offset())
+            return view.conj() if t0.is_conj() else view
+    return torch.stack(ts)
+
+
+def _stackable(tiles):
+    leaves0, spec0 = tp.tree_flatten(tiles[0])
+    for t in tiles[1:]:
+        leaves, spec = tp.tree_flatten(t)
+        if spec != spec0:
+            return False
+        for a, b in zip(leaves, leaves0):
+            if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+                return False
+            if isinstance(a, torch.Tensor) and (a.shape != b.shape or a.dtype != b.dtype or a.device != b.device):
+                return False
+            if not isinstance(a, torch.Tensor) and a is not b and a != b:
+                return False
+    return True
+
+
+def stack_tiles(tiles):
+    """One operator whose tensor leaves are the tiles' leaves stacked on axis 0."""
+    flat = [tp.tree_flatten(t) for t in tiles]
+    spec = flat[0][1]
+    leaves = [_stack_leaf([f[0][k] for f in flat]) for k in range(len(flat[0][0]))]
+    return tp.tree_unflatten(leaves, spec)
+
+
+def _unstack(stacked, n):
+    leaves, spec = tp.tree_flatten(stacked)
+    return [tp.tree_unflatten([l[k] if isinstance(l, torch.Tensor) else l for l in leaves], spec) for k in range(n)]
+
+
+def _axis(shape, dim):
+    names = named(shape)
+    return names.index(dim) - len(names)
+
+
+def _apply_tile(op, x):
+    return op.apply(x)
+
+
+def _apply_tile_adjoint(op, y):
+    return op.apply_adjoint(y)
+
+
+class VmapTiles(Linop):
+    """Equal tiles run as one ``torch.func.vmap`` over their stacked leaves.
+
+    ``stacked`` is a tile whose tensor leaves carry a leading axis of
+    ``count`` tiles. Along ``idim`` the input is split into ``count`` equal
+    blocks, along ``odim`` the outputs are concatenated; without ``odim``
+    the outputs sum. This is the stacked form of a Concat (or Add) of equal
+    tiles: one batched kernel per op instead of a Python loop.
+    """
+
+    stacked: Linop
+    count: int = static()
+    idim: str = static(default=None)
+    odim: str = static(default=None)
+    ishape: tuple = derived()
+    oshape: tuple = derived()
+    _sizes: tuple = derived()
+    _block: tuple = derived()
+
+    def _setup(self):
+        tile0 = _unstack(self.stacked, 1)[0]
+        sizes = dict(tile0.dim_sizes())
+        bi = sizes.get(self.idim) if self.idim else None
+        bo = sizes.get(self.odim) if self.odim else None
+        for d, b in ((self.idim, bi), (self.odim, bo)):
+            if d is not None:
+                if b is None:
+                    raise ValueError(f"VmapTiles: tiles do not fix the size of {d!r}")
+                sizes[d] = b * self.count
+        self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=tuple(sorted(sizes.items())),
+                  _block=(bi, bo))
+
+    def tiles(self):
+        return _unstack(self.stacked, self.count)
+
+    def _run(self, fn, x, idim, odim, ishape, oshape, bin_):
+        if idim is not None:
+            ax = _axis(ishape, idim)
+            x = x.unflatten(ax, (self.count, bin_)).movedim(ax - 1 if ax < 0 else ax, 0)
+            ys = torch.func.vmap(fn, in_dims=(0, 0))(self.stacked, x)
+        else:
+            ys = torch.func.vmap(fn, in_dims=(0, None))(self.stacked, x)
+        if odim is None:
+            return ys.sum(0)
+        p = ys.ndim + _axis(oshape, odim)
+        return ys.movedim(0, p - 1).flatten(p - 1, p)
+
+    def apply(self, x):
+        return self._run(_apply_tile, x, self.idim, self.odim, self.ishape, self.oshape, self._block[0])
+
+    def apply_adjoint(self, y):
+        return self._run(_apply_tile_adjoint, y, self.odim, self.idim, self.oshape, self.ishape, self._block[1])
+
+    def adjoint(self):
+        return VmapTiles(stack_tiles([t.adjoint() for t in self.tiles()]), self.count, self.odim, self.idim)
+
+    def normal(self):
+        if self.odim is not None and self.idim in (None, self.odim):
+            normals = stack_tiles([t.normal() for t in self.tiles()])
+            return VmapTiles(normals, self.count, self.idim, self.idim)
+        return super().normal()
+
+    def size(self, dim):
+        return dict(self._sizes).get(dim)
+
+    def tile(self, slices):
+        return _assemble(self.tiles(), self.idim, self.odim).tile(slices)
+
+    def split_kind(self, dim):
+        from .concat import block_kind
+
+        tile0 = _unstack(self.stacked, 1)
+        return block_kind(tile0, dim, self.idim, self.odim,
+                          dim in named(self.ishape) and dim in named(self.oshape))
+
+
+# ---- batching --------------------------------------------------------------------
+class _FrozenDict(dict):
+    """A read-only, hashable dict (for BatchSpec.batch_sizes)."""
+
+    def __hash__(self):
+        return hash(tuple(self.items()))
+
+    def _readonly(self, *a, **k):
+        raise TypeError("BatchSpec.batch_sizes is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
+
+
+def _device_grid(m):
+    if m is None:
+        return None
+    if isinstance(m, np.ndarray):
+        m = m.tolist()
+    if isinstance(m, (list, tuple)):
+        return tuple(_device_grid(d) for d in m)
+    return as_device(m)
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """How to split an operator: ``batch_sizes`` per dim, and where each tile runs.
+
+    ``device_matrix`` (a device, or nested lists of devices) is broadcast
+    over the tile grid by repetition; ``base_device`` is where the input and
+    output live (default: the operator's device). ``stack=True`` runs equal
+    tiles at once with ``vmap`` (fast); ``stack=False`` runs them one after
+    another, which bounds memory to one tile's intermediates.
+
+    >>> import funclinop as fl
+    >>> spec = fl.BatchSpec({"C": 2})
+    >>> hash(spec) == hash(fl.BatchSpec({"C": 2}))
+    True
+    """
+
+    batch_sizes: dict
+    device_matrix: object = None
+    base_device: object = None
+    stack: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.batch_sizes, dict):
+            raise TypeError(f"BatchSpec: batch_sizes must be a dict {{dim: int}}, got {type(self.batch_sizes).__name__}")
+        object.__setattr__(self, "batch_sizes", _FrozenDict(self.batch_sizes))
+        object.__setattr__(self, "device_matrix", _device_grid(self.device_matrix))
+        if self.base_device is not None:
+            object.__setattr__(self, "base_device", as_device(self.base_device))
+
+
+def _broadcast_devices(spec, grid_shape):
+    """The device of every tile: the matrix repeated over the tile grid."""
+    m = spec.device_matrix
+    if m is None:
+        return None
+    arr = np.empty(_nested_shape(m), dtype=object)
+    for idx in np.ndindex(arr.shape):
+        v = m
+        for i in idx:
+            v = v[i]
+        arr[idx] = v
+    if arr.ndim > len(grid_shape):
+        raise ValueError(f"BatchSpec: device_matrix has {arr.ndim} dims but the tile grid {grid_shape} has "
+                         f"{len(grid_shape)} (split dims {list(spec.batch_sizes)})")
+    arr = arr.reshape((1,) * (len(grid_shape) - arr.ndim) + arr.shape)
+    reps = []
+    for have, want in zip(arr.shape, grid_shape):
+        if have > want:
+            raise ValueError(f"BatchSpec: device_matrix of shape {arr.shape} has more devices than the tile grid "
+                             f"{grid_shape} (split dims {list(spec.batch_sizes)}) along one axis")
+        reps.append(math.ceil(want / have))
+    arr = np.tile(arr, reps)[tuple(slice(0, n) for n in grid_shape)]
+    return arr
+
+
+def _nested_shape(m):
+    shape = []
+    while isinstance(m, tuple):
+        if not m:
+            raise ValueError("BatchSpec: device_matrix is empty")
+        shape.append(len(m))
+        lens = {len(v) if isinstance(v, tuple) else -1 for v in m}
+        if len(lens) != 1:
+            raise ValueError("BatchSpec: device_matrix is ragged")
+        m = m[0]
+    return tuple(shape)
+
+
+def _grid_shape(tiles, depth):
+    shape = []
+    for _ in range(depth):
+        shape.append(len(tiles))
+        tiles = tiles[0]
+    return tuple(shape)
+
+
+def _assemble(tiles, idim, odim, stack=False):
+    """Reassemble a row of tiles split along one dim."""
+    if len(tiles) == 1:
+        return tiles[0]
+    if stack:
+        k = len(tiles) if _stackable(tiles) else len(tiles) - 1
+        if k >= 2 and _stackable(tiles[:k]) and _vmappable(tiles[0], idim):
+            group = VmapTiles(stack_tiles(tiles[:k]), k, idim, odim)
+            if k == len(tiles):
+                return group
+            tiles = [group, *tiles[k:]]
+    if idim is None and odim is None:
+        return Add(*tiles)
+    return Concat(*tiles, idim=idim, odim=odim)
+
+
+def _vmappable(tile, idim):
+    leaves = tp.tree_leaves(tile)
+    if any(isinstance(l, torch.Tensor) and l.device.type == "meta" for l in leaves):
+        return False
+    if len({l.device for l in leaves if isinstance(l, torch.Tensor)}) > 1:
+        return False
+    if _has_type(tile, ToDevice):  # vmap cannot batch a device move
+        return False
+    return idim is not None or any(isinstance(l, torch.Tensor) for l in leaves)
+
+
+def _has_type(tree, cls):
+    found = []
+    tp.tree_map_only(cls, lambda x: found.append(x), tree, is_leaf=lambda x: isinstance(x, cls))
+    return bool(found)
+
+
+def _default_base(linop, default_device):
+    if default_device is not None:
+        return as_device(default_device)
+    devices = leaf_devices(linop)
+    return next(iter(devices)) if len(devices) == 1 else as_device("cpu")
+
+
+def create_batched_linop(linop, batch_specs, default_device=None):
+    """Split ``linop`` by the first spec, place each tile, recurse, reassemble.
+
+    A split dim in both ishape and oshape reassembles block-diagonally
+    (Concat), in oshape only vertically (Concat), in ishape only
+    horizontally (Concat, sums), in neither as an Add. Tiles off the base
+    device are wrapped as ``ToDevice ∘ tile ∘ ToDevice``. The result is an
+    ordinary operator numerically equal to ``linop``.
+
+    >>> import torch, funclinop as fl
+    >>> S = fl.Dense(torch.randn(4, 8), ("C", "N"), ("N",), ("C",))
+    >>> B = fl.create_batched_linop(S, fl.BatchSpec({"C": 1}))
+    >>> x = torch.randn(8)
+    >>> torch.allclose(B(x), S(x), atol=1e-6)
+    True
+    """
+    _check_linop("create_batched_linop", linop)
+    specs = [batch_specs] if isinstance(batch_specs, BatchSpec) else batch_specs
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(s, BatchSpec) for s in specs):
+        raise TypeError("create_batched_linop: batch_specs must be a BatchSpec or a list of BatchSpecs")
+    for s in specs:  # validate everything before building anything
+        _check_batch_sizes("create_batched_linop", linop, s.batch_sizes)
+    return _batched(linop, list(specs), default_device)
+
+
+def _batched(linop, specs, default_device):
+    if not specs:
+        return linop
+    spec, rest = specs[0], specs[1:]
+    base = spec.base_device or _default_base(linop, default_device)
+    tiles, _, _ = split_linop(linop, dict(spec.batch_sizes))
+    dims = list(spec.batch_sizes)
+    grid = _grid_shape(tiles, len(dims))
+    devices = _broadcast_devices(spec, grid)
+
+    def place(t, idx):
+        target = base if devices is None else devices[idx]
+        t = _batched(t, rest, target)
+        t = to(t, target)
+        if target != base:
+            t = Chain(ToDevice(base, target, t.ishape), t, ToDevice(target, base, t.oshape))
+        return t
+
+    def build(t, k, idx):
+        if k == len(dims):
+            return place(t, idx)
+        row = [build(sub, k + 1, idx + (i,)) for i, sub in enumerate(t)]
+        return _assemble(row, *blocks[dims[k]], stack=spec.stack)
+
+    blocks = {}
+    for d in dims:
+        kind = linop.split_kind(d)
+        blocks[d] = (d if kind in ("diag", "in") else None, d if kind in ("diag", "out") else None)
+
+    return build(tiles, 0, ())
