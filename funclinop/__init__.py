@@ -1,5 +1,6 @@
 """funclinop: functional named-dimension linear operators for PyTorch."""
 
+from . import alg
 from .compose import Add, Chain
 from .dims import ELLIPSIS, Dim
 from .errors import DeviceError, ShapeError

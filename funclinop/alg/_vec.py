@@ -1,0 +1,41 @@
+"""Whole-tensor vector arithmetic shared by the solvers.
+
+A tensor of any shape is one vector: inner products and norms run over every
+axis, so leading batch dims are part of the vector, not separate problems
+(use ``torch.func.vmap`` for independent problems).
+"""
+
+import optree
+import torch
+
+__all__ = ["inner", "norm2", "safe_div", "operator_dtype_device"]
+
+
+def inner(a, b):
+    """<a, b> = sum(conj(a) * b) over all axes."""
+    return torch.vdot(a.reshape(-1), b.reshape(-1))
+
+
+def norm2(a):
+    """||a||², a real 0-dim tensor."""
+    return inner(a, a).real
+
+
+def safe_div(num, den):
+    """num / den where den != 0, else 0.
+
+    Both branches are finite, so neither the value nor its gradient (under
+    autograd or ``torch.func``) ever becomes NaN.
+    """
+    zero = den == 0
+    return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, torch.ones_like(den), den))
+
+
+def operator_dtype_device(A):
+    """The promoted dtype and the device of an operator's floating leaves, or (None, None)."""
+    dtype, device = None, None
+    for leaf in optree.tree_leaves(A):
+        if isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex()):
+            dtype = leaf.dtype if dtype is None else torch.promote_types(dtype, leaf.dtype)
+            device = leaf.device if device is None else device
+    return dtype, device
