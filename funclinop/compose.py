@@ -1,10 +1,23 @@
 """Composite operators: Chain and Add (Concat and Stack live in concat.py)."""
 
-from .dims import named, unify
+from .dims import ELLIPSIS, named, unify
 from .errors import ShapeError
 from .linop import Linop, derived, _fmt
 
 __all__ = ["Chain", "Add"]
+
+
+def through(shape, ishape, oshape):
+    """The output dims of an operator ``ishape -> oshape`` given input dims ``shape``.
+
+    Dims that ``shape`` has beyond ``ishape``'s named dims ride through the
+    operator's leading ``"..."``.
+    """
+    if ishape[:1] != (ELLIPSIS,) or oshape[:1] != (ELLIPSIS,):
+        return oshape
+    extra = named(shape)[: max(0, len(named(shape)) - len(named(ishape)))]
+    lead = shape[:1] if shape[:1] == (ELLIPSIS,) else ()
+    return lead + extra + named(oshape)
 
 
 def _check_linops(name, linops):
@@ -92,13 +105,19 @@ class Chain(Linop):
 
     def _setup(self):
         ops = self.linops
+        shape = ops[0].oshape
         for a, b in zip(ops, ops[1:]):
-            if unify(a.oshape, b.ishape) is None:
+            if unify(shape, b.ishape) is None:
                 raise ShapeError(
-                    f"Chain: output {_fmt(a.oshape)} of {a._name()} does not match "
+                    f"Chain: output {_fmt(shape)} of {a._name()} does not match "
                     f"input {_fmt(b.ishape)} of {b._name()}"
                 )
-        self._set(ishape=ops[0].ishape, oshape=ops[-1].oshape, _sizes=merged_sizes("Chain", ops))
+            shape = through(shape, b.ishape, b.oshape)
+        ishape = shape
+        for op in reversed(ops):  # the most specific input: dims carried by '...'
+            ishape = through(ishape, op.oshape, op.ishape)
+        ishape = unify(ishape, ops[0].ishape) or ops[0].ishape
+        self._set(ishape=ishape, oshape=shape, _sizes=merged_sizes("Chain", ops))
 
     def apply(self, x):
         for op in self.linops:

@@ -36,7 +36,7 @@ class ToDevice(Linop):
 
     >>> import torch, funclinop as fl
     >>> T = fl.ToDevice("cpu", "meta")
-    >>> T(torch.ones(2)).device, T.H(torch.ones(2, device="meta")).device
+    >>> T(torch.ones(2)).device, T.H.odevice
     (device(type='meta'), device(type='cpu'))
     """
 
