@@ -14,3 +14,5 @@ __all__ = [
     "FunctionLinop", "Identity", "Linop", "Scalar", "ShapeError", "Zero", "adjoint",
     "apply", "derived", "normal", "static", "tree_equal",
 ]
+from .ops import FFT, Crop, Pad, PadDim, Sampling, Truncate
+__all__ += ["FFT", "Crop", "Pad", "PadDim", "Sampling", "Truncate"]
