@@ -16,3 +16,10 @@ __all__ = [
 ]
 from .ops import FFT, Crop, Pad, PadDim, Sampling, Truncate
 __all__ += ["FFT", "Crop", "Pad", "PadDim", "Sampling", "Truncate"]
+from .concat import Concat, Stack
+__all__ += ["Concat", "Stack"]
+from .device import ToDevice, to
+from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
+__all__ += ["ToDevice", "to", "BatchSpec", "VmapTiles", "create_batched_linop", "size", "split_linop", "tile"]
+from .func import grad
+__all__ += ["grad"]
