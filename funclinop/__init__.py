@@ -21,5 +21,7 @@ __all__ += ["Concat", "Stack"]
 from .device import ToDevice, to
 from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
 __all__ += ["ToDevice", "to", "BatchSpec", "VmapTiles", "create_batched_linop", "size", "split_linop", "tile"]
+from .ops import ArrayToBlocks, BlocksToArray, Convolution, Correlation, Rearrange, Repeat, SumReduce
+__all__ += ["ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation", "Rearrange", "Repeat", "SumReduce"]
 from .func import grad
 __all__ += ["grad"]

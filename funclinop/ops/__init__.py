@@ -1,5 +1,8 @@
 """Leaf operators, one small file per family."""
 from .adjoint import Adjoint
+from .blocks import ArrayToBlocks, BlocksToArray
+from .conv import Convolution, Correlation
+from .einops import Rearrange, Repeat, SumReduce
 from .dense import Dense
 from .fft import FFT
 from .pad import Crop, Pad, PadDim, Truncate
