@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.utils._pytree as tp
 
+from ._vmap import vmap_leaves
 from .compose import Add, Chain
 from .concat import Concat, _sum
 from .device import ToDevice, as_device, leaf_devices, to
@@ -132,18 +133,26 @@ def split_linop(linop, batch_sizes):
 
 
 # ---- stacked tiles -------------------------------------------------------------
+def _same_leaf(ts):
+    """All tiles hold the same tensor (a leaf the split did not slice)."""
+    t0 = ts[0]
+    return all(t is t0 or (
+        t.device == t0.device and t.device.type != "meta" and t.shape == t0.shape
+        and t.stride() == t0.stride() and t.dtype == t0.dtype and t.storage_offset() == t0.storage_offset()
+        and t.is_conj() == t0.is_conj() and t.is_neg() == t0.is_neg()
+        and t.untyped_storage().data_ptr() == t0.untyped_storage().data_ptr()) for t in ts)
+
+
 def _stack_leaf(ts):
     """Stack tensors; evenly spaced views of one storage are stacked as a view."""
     t0 = ts[0]
-    if not isinstance(t0, torch.Tensor):
-        return t0
     same = (t0.device.type != "meta" and all(
         t.shape == t0.shape and t.stride() == t0.stride() and t.dtype == t0.dtype
         and t.is_conj() == t0.is_conj() and t.is_neg() == t0.is_neg()
         and t.untyped_storage().data_ptr() == t0.untyped_storage().data_ptr() for t in ts))
     if same and len(ts) > 1:
         step = ts[1].storage_offset() - t0.storage_offset()
-        if step >= 0 and all(t.storage_offset() == t0.storage_offset() + k * step for k, t in enumerate(ts)):
+        if step > 0 and all(t.storage_offset() == t0.storage_offset() + k * step for k, t in enumerate(ts)):
             base = t0.conj() if t0.is_conj() else t0
             view = base.as_strided((len(ts),) + tuple(base.shape), (step,) + base.stride(), base.storage_offset())
             return view.conj() if t0.is_conj() else view
@@ -167,16 +176,26 @@ def _stackable(tiles):
 
 
 def stack_tiles(tiles):
-    """One operator whose tensor leaves are the tiles' leaves stacked on axis 0."""
+    """``(stacked, axes)``: one operator holding the tiles' leaves, and per
+    leaf 0 (stacked on a new leading axis) or None (shared by all tiles, kept
+    as it is: vmap does not batch it)."""
     flat = [tp.tree_flatten(t) for t in tiles]
     spec = flat[0][1]
-    leaves = [_stack_leaf([f[0][k] for f in flat]) for k in range(len(flat[0][0]))]
-    return tp.tree_unflatten(leaves, spec)
+    leaves, axes = [], []
+    for k in range(len(flat[0][0])):
+        ts = [f[0][k] for f in flat]
+        if not isinstance(ts[0], torch.Tensor) or _same_leaf(ts):
+            leaves.append(ts[0])
+            axes.append(None)
+        else:
+            leaves.append(_stack_leaf(ts))
+            axes.append(0)
+    return tp.tree_unflatten(leaves, spec), tuple(axes)
 
 
-def _unstack(stacked, n):
+def _unstack(stacked, axes, n):
     leaves, spec = tp.tree_flatten(stacked)
-    return [tp.tree_unflatten([l[k] if isinstance(l, torch.Tensor) else l for l in leaves], spec) for k in range(n)]
+    return [tp.tree_unflatten([l[k] if a == 0 else l for l, a in zip(leaves, axes)], spec) for k in range(n)]
 
 
 def _axis(shape, dim):
@@ -184,26 +203,20 @@ def _axis(shape, dim):
     return names.index(dim) - len(names)
 
 
-def _apply_tile(op, x):
-    return op.apply(x)
-
-
-def _apply_tile_adjoint(op, y):
-    return op.apply_adjoint(y)
-
-
 class VmapTiles(Linop):
     """Equal tiles run as one ``torch.func.vmap`` over their stacked leaves.
 
-    ``stacked`` is a tile whose tensor leaves carry a leading axis of
-    ``count`` tiles. Along ``idim`` the input is split into ``count`` equal
-    blocks, along ``odim`` the outputs are concatenated; without ``odim``
-    the outputs sum. This is the stacked form of a Concat (or Add) of equal
+    ``stacked`` is a tile whose tensor leaves marked 0 in ``axes`` carry a
+    leading axis of ``count`` tiles (leaves marked None are shared by all
+    tiles). Along ``idim`` the input is split into ``count`` equal blocks,
+    along ``odim`` the outputs are concatenated; without ``odim`` the
+    outputs sum. This is the stacked form of a Concat (or Add) of equal
     tiles: one batched kernel per op instead of a Python loop.
     """
 
     stacked: Linop
     count: int = static()
+    axes: tuple = static()
     idim: str = static(default=None)
     odim: str = static(default=None)
     ishape: tuple = derived()
@@ -212,7 +225,7 @@ class VmapTiles(Linop):
     _block: tuple = derived()
 
     def _setup(self):
-        tile0 = _unstack(self.stacked, 1)[0]
+        tile0 = _unstack(self.stacked, self.axes, 1)[0]
         sizes = dict(tile0.dim_sizes())
         bi = sizes.get(self.idim) if self.idim else None
         bo = sizes.get(self.odim) if self.odim else None
@@ -225,33 +238,40 @@ class VmapTiles(Linop):
                   _block=(bi, bo))
 
     def tiles(self):
-        return _unstack(self.stacked, self.count)
+        return _unstack(self.stacked, self.axes, self.count)
 
-    def _run(self, fn, x, idim, odim, ishape, oshape, bin_):
+    def _run(self, adjoint, x, idim, odim, ishape, oshape, block):
+        leaves, spec = tp.tree_flatten(self.stacked)
+
+        def one(leaves, x):
+            op = tp.tree_unflatten(leaves, spec)
+            return op.apply_adjoint(x) if adjoint else op.apply(x)
+
         if idim is not None:
             ax = _axis(ishape, idim)
-            x = x.unflatten(ax, (self.count, bin_)).movedim(ax - 1 if ax < 0 else ax, 0)
-            ys = torch.func.vmap(fn, in_dims=(0, 0))(self.stacked, x)
-        else:
-            ys = torch.func.vmap(fn, in_dims=(0, None))(self.stacked, x)
+            x = x.unflatten(ax, (self.count, block)).movedim(ax - 1, 0)
+        ys = vmap_leaves(one, leaves, self.axes, x, 0 if idim is not None else None, self.count)
         if odim is None:
             return ys.sum(0)
         p = ys.ndim + _axis(oshape, odim)
         return ys.movedim(0, p - 1).flatten(p - 1, p)
 
     def apply(self, x):
-        return self._run(_apply_tile, x, self.idim, self.odim, self.ishape, self.oshape, self._block[0])
+        return self._run(False, x, self.idim, self.odim, self.ishape, self.oshape, self._block[0])
 
     def apply_adjoint(self, y):
-        return self._run(_apply_tile_adjoint, y, self.odim, self.idim, self.oshape, self.ishape, self._block[1])
+        return self._run(True, y, self.odim, self.idim, self.oshape, self.ishape, self._block[1])
+
+    def _restack(self, tiles, idim, odim):
+        stacked, axes = stack_tiles(tiles)
+        return VmapTiles(stacked, self.count, axes, idim, odim)
 
     def adjoint(self):
-        return VmapTiles(stack_tiles([t.adjoint() for t in self.tiles()]), self.count, self.odim, self.idim)
+        return self._restack([t.adjoint() for t in self.tiles()], self.odim, self.idim)
 
     def normal(self):
         if self.odim is not None and self.idim in (None, self.odim):
-            normals = stack_tiles([t.normal() for t in self.tiles()])
-            return VmapTiles(normals, self.count, self.idim, self.idim)
+            return self._restack([t.normal() for t in self.tiles()], self.idim, self.idim)
         return super().normal()
 
     def size(self, dim):
@@ -263,7 +283,7 @@ class VmapTiles(Linop):
     def split_kind(self, dim):
         from .concat import block_kind
 
-        tile0 = _unstack(self.stacked, 1)
+        tile0 = _unstack(self.stacked, self.axes, 1)
         return block_kind(tile0, dim, self.idim, self.odim,
                           dim in named(self.ishape) and dim in named(self.oshape))
 
@@ -373,8 +393,10 @@ def _assemble(tiles, idim, odim, stack=False):
         return tiles[0]
     if stack:
         k = len(tiles) if _stackable(tiles) else len(tiles) - 1
-        if k >= 2 and _stackable(tiles[:k]) and _vmappable(tiles[0], idim):
-            group = VmapTiles(stack_tiles(tiles[:k]), k, idim, odim)
+        if k >= 2 and _stackable(tiles[:k]) and _vmappable(tiles[0]) and (
+                idim is not None or 0 in stack_tiles(tiles[:k])[1]):
+            stacked, axes = stack_tiles(tiles[:k])
+            group = VmapTiles(stacked, k, axes, idim, odim)
             if k == len(tiles):
                 return group
             tiles = [group, *tiles[k:]]
@@ -383,7 +405,7 @@ def _assemble(tiles, idim, odim, stack=False):
     return Concat(*tiles, idim=idim, odim=odim)
 
 
-def _vmappable(tile, idim):
+def _vmappable(tile):
     leaves = tp.tree_leaves(tile)
     if any(isinstance(l, torch.Tensor) and l.device.type == "meta" for l in leaves):
         return False
@@ -391,7 +413,7 @@ def _vmappable(tile, idim):
         return False
     if _has_type(tile, ToDevice):  # vmap cannot batch a device move
         return False
-    return idim is not None or any(isinstance(l, torch.Tensor) for l in leaves)
+    return True
 
 
 def _has_type(tree, cls):
