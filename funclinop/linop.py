@@ -347,3 +347,45 @@ def adjoint(linop):
 def normal(linop):
     """``linop.N``: the normal operator AᴴA."""
     return linop.normal()
+
+
+# ---- a fast flatten for operator trees -------------------------------------------
+# torch's pytree functions are generic and slow (tens of µs for a small chain);
+# stacked tiles flatten and rebuild their operator on every call, so they use
+# this one: Linop nodes and tuples are nodes, everything else is a leaf.
+
+
+def flatten_linop(tree):
+    """``(leaves, structure)`` of an operator tree (Linops and tuples are nodes)."""
+    leaves = []
+    return leaves, _flatten_into(tree, leaves)
+
+
+def _flatten_into(tree, leaves):
+    if isinstance(tree, Linop):
+        cls = type(tree)
+        kids = tuple(_flatten_into(getattr(tree, n), leaves) for n in cls._children)
+        return (cls, tuple(getattr(tree, n) for n in cls._statics), kids)
+    if type(tree) is tuple:
+        return (tuple, None, tuple(_flatten_into(t, leaves) for t in tree))
+    leaves.append(tree)
+    return None
+
+
+def unflatten_linop(structure, leaves):
+    """Inverse of :func:`flatten_linop`."""
+    return _build(structure, iter(leaves))
+
+
+def _build(structure, it):
+    if structure is None:
+        return next(it)
+    cls, statics, kids = structure
+    if cls is tuple:
+        return tuple(_build(k, it) for k in kids)
+    op = object.__new__(cls)
+    for n, k in zip(cls._children, kids):
+        object.__setattr__(op, n, _build(k, it))
+    for n, v in zip(cls._statics, statics):
+        object.__setattr__(op, n, v)
+    return op

@@ -19,7 +19,7 @@ from .compose import Add, Chain
 from .concat import Concat, _sum
 from .device import ToDevice, as_device, leaf_devices, to
 from .dims import named
-from .linop import Linop, derived, static
+from .linop import Linop, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
 
@@ -160,17 +160,16 @@ def _stack_leaf(ts):
 
 
 def _stackable(tiles):
-    leaves0, spec0 = tp.tree_flatten(tiles[0])
+    leaves0, spec0 = flatten_linop(tiles[0])
     for t in tiles[1:]:
-        leaves, spec = tp.tree_flatten(t)
+        leaves, spec = flatten_linop(t)
         if spec != spec0:
             return False
         for a, b in zip(leaves, leaves0):
-            if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
-                return False
-            if isinstance(a, torch.Tensor) and (a.shape != b.shape or a.dtype != b.dtype or a.device != b.device):
-                return False
-            if not isinstance(a, torch.Tensor) and a is not b and a != b:
+            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+                if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+                    return False
+            elif a is not b:
                 return False
     return True
 
@@ -179,7 +178,7 @@ def stack_tiles(tiles):
     """``(stacked, axes)``: one operator holding the tiles' leaves, and per
     leaf 0 (stacked on a new leading axis) or None (shared by all tiles, kept
     as it is: vmap does not batch it)."""
-    flat = [tp.tree_flatten(t) for t in tiles]
+    flat = [flatten_linop(t) for t in tiles]
     spec = flat[0][1]
     leaves, axes = [], []
     for k in range(len(flat[0][0])):
@@ -190,12 +189,12 @@ def stack_tiles(tiles):
         else:
             leaves.append(_stack_leaf(ts))
             axes.append(0)
-    return tp.tree_unflatten(leaves, spec), tuple(axes)
+    return unflatten_linop(spec, leaves), tuple(axes)
 
 
 def _unstack(stacked, axes, n):
-    leaves, spec = tp.tree_flatten(stacked)
-    return [tp.tree_unflatten([l[k] if a == 0 else l for l, a in zip(leaves, axes)], spec) for k in range(n)]
+    leaves, spec = flatten_linop(stacked)
+    return [unflatten_linop(spec, [l[k] if a == 0 else l for l, a in zip(leaves, axes)]) for k in range(n)]
 
 
 def _axis(shape, dim):
@@ -241,10 +240,10 @@ class VmapTiles(Linop):
         return _unstack(self.stacked, self.axes, self.count)
 
     def _run(self, adjoint, x, idim, odim, ishape, oshape, block):
-        leaves, spec = tp.tree_flatten(self.stacked)
+        leaves, spec = flatten_linop(self.stacked)
 
         def one(leaves, x):
-            op = tp.tree_unflatten(leaves, spec)
+            op = unflatten_linop(spec, leaves)
             return op.apply_adjoint(x) if adjoint else op.apply(x)
 
         if idim is not None:
