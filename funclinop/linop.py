@@ -363,9 +363,8 @@ def flatten_linop(tree):
 
 def _flatten_into(tree, leaves):
     if isinstance(tree, Linop):
-        cls = type(tree)
-        kids = tuple(_flatten_into(getattr(tree, n), leaves) for n in cls._children)
-        return (cls, tuple(getattr(tree, n) for n in cls._statics), kids)
+        # the node itself carries the static fields (its __dict__ is copied on rebuild)
+        return (type(tree), tree, tuple(_flatten_into(getattr(tree, n), leaves) for n in tree._children))
     if type(tree) is tuple:
         return (tuple, None, tuple(_flatten_into(t, leaves) for t in tree))
     leaves.append(tree)
@@ -380,12 +379,12 @@ def unflatten_linop(structure, leaves):
 def _build(structure, it):
     if structure is None:
         return next(it)
-    cls, statics, kids = structure
+    cls, node, kids = structure
     if cls is tuple:
         return tuple(_build(k, it) for k in kids)
     op = object.__new__(cls)
+    d = op.__dict__
+    d.update(node.__dict__)
     for n, k in zip(cls._children, kids):
-        object.__setattr__(op, n, _build(k, it))
-    for n, v in zip(cls._statics, statics):
-        object.__setattr__(op, n, v)
+        d[n] = _build(k, it)
     return op

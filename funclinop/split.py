@@ -163,7 +163,7 @@ def _stackable(tiles):
     leaves0, spec0 = flatten_linop(tiles[0])
     for t in tiles[1:]:
         leaves, spec = flatten_linop(t)
-        if spec != spec0:
+        if not _same_structure(spec, spec0):
             return False
         for a, b in zip(leaves, leaves0):
             if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
@@ -172,6 +172,21 @@ def _stackable(tiles):
             elif a is not b:
                 return False
     return True
+
+
+def _same_structure(a, b):
+    """Same node types and equal static fields, recursively."""
+    if a is None or b is None:
+        return a is b
+    if a[0] is not b[0] or len(a[2]) != len(b[2]):
+        return False
+    if a[0] is not tuple:
+        na, nb = a[1], b[1]
+        for n in a[0]._statics:
+            va, vb = getattr(na, n), getattr(nb, n)
+            if va is not vb and va != vb:
+                return False
+    return all(_same_structure(x, y) for x, y in zip(a[2], b[2]))
 
 
 def stack_tiles(tiles):

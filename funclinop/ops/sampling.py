@@ -132,9 +132,8 @@ class Sampling(Linop):
         return torch.stack(self.idx, dim=-1)
 
     def apply(self, x):
-        grid = x.shape[: x.ndim - len(self.input_size)] + (-1,)
-        y = x.reshape(grid).index_select(-1, self.flat_idx.reshape(-1))
-        return y.reshape(x.shape[: x.ndim - len(self.input_size)] + self.flat_idx.shape)
+        # one gather: advanced indexing puts the sample dims in place
+        return x.flatten(-len(self.input_size))[..., self.flat_idx]
 
     def apply_adjoint(self, y):
         batch = y.shape[: y.ndim - self.flat_idx.ndim]
