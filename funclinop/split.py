@@ -93,6 +93,9 @@ def _check_batch_sizes(fn, linop, batch_sizes):
             raise ValueError(f"{fn}: batch size for dim {d!r} must be positive, got {b}")
         _check_kind(fn, linop, d)
         sizes[d] = n
+    for d, n in sizes.items():  # every tile rule on the way must accept the split
+        if batch_sizes[d] < n:
+            linop.tile({d: slice(0, batch_sizes[d])})
     return sizes
 
 
@@ -393,14 +396,6 @@ def _nested_shape(m):
     return tuple(shape)
 
 
-def _grid_shape(tiles, depth):
-    shape = []
-    for _ in range(depth):
-        shape.append(len(tiles))
-        tiles = tiles[0]
-    return tuple(shape)
-
-
 def _assemble(tiles, idim, odim, stack=False):
     """Reassemble a row of tiles split along one dim."""
     if len(tiles) == 1:
@@ -473,10 +468,10 @@ def _batched(linop, specs, default_device):
         return linop
     spec, rest = specs[0], specs[1:]
     base = spec.base_device or _default_base(linop, default_device)
-    tiles, _, _ = split_linop(linop, dict(spec.batch_sizes))
     dims = list(spec.batch_sizes)
-    grid = _grid_shape(tiles, len(dims))
-    devices = _broadcast_devices(spec, grid)
+    grid = tuple(-(-linop.size(d) // spec.batch_sizes[d]) for d in dims)
+    devices = _broadcast_devices(spec, grid)  # checked before any tile is built
+    tiles, _, _ = split_linop(linop, dict(spec.batch_sizes))
 
     def place(t, idx):
         target = base if devices is None else devices[idx]
