@@ -98,3 +98,32 @@ def test_input_gradient_matches_autograd(case):
         g = torch.func.grad(lambda x: A(x).square().sum())(x)
         want = 2 * A.H(A(x))
     torch.testing.assert_close(g, want, rtol=1e-8, atol=1e-10)
+
+
+def _compiled_apply(A, x):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    # backend="eager": dynamo traces the whole call (fullgraph: no graph breaks)
+    # without paying for code generation on every drawn operator.
+    f = torch.compile(lambda A, x: (A(x), A.H(A(x)), A.N(x)), fullgraph=True, backend="eager")
+    return f(A, x)
+
+
+@pytest.mark.parametrize("name", TYPES)
+@given(data=st.data())
+@settings(max_examples=2)
+def test_compiled_equals_eager(name, data):
+    case = data.draw(fst.cases(types=[name], depth=0, min_size=FACTORIES[name].min_size,
+                               dtype_choices=FACTORIES[name].dtypes))
+    A, x = case.op, case.x
+    for got, want in zip(_compiled_apply(A, x), (A(x), A.H(A(x)), A.N(x))):
+        assert rel(got, want) <= default_rtol(case.dtype)
+
+
+@given(fst.cases(depth=3))
+@settings(max_examples=8)
+def test_tree_compiled_equals_eager(case):
+    A, x = case.op, case.x
+    for got, want in zip(_compiled_apply(A, x), (A(x), A.H(A(x)), A.N(x))):
+        assert rel(got, want) <= default_rtol(case.dtype)

@@ -169,7 +169,7 @@ def _overlap_weight(op):
     mask = _mask(op)
     if mask is None:
         # No leaf says where the operator lives: use torch's default device.
-        w = torch.ones(op.block_size, dtype=torch.get_default_dtype(), device=torch.get_default_device())
+        w = torch.ones(op.block_size)  # default dtype and device
     elif mask.dtype == torch.bool:
         w = mask.to(torch.get_default_dtype())
     else:
