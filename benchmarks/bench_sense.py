@@ -41,6 +41,9 @@ def run(C, N, rounds, device, compile_):
             f = torch.compile(lambda A, v: A(v), fullgraph=True)
             torch.testing.assert_close(f(op, arg), hand(arg), rtol=1e-4, atol=1e-3)
             cands["funclinop compiled"] = lambda: (f(op, arg), s())
+            g = torch.compile(hand, fullgraph=True)
+            g(arg)
+            cands["torch compiled"] = lambda: (g(arg), s())
         if refs[name] is not None:
             r = refs[name]
             torch.testing.assert_close(r(arg), hand(arg), rtol=1e-4, atol=1e-3)
@@ -68,11 +71,12 @@ def main(argv=None):
             row = [f"{C}x{N}x{N} {name}", t.ratio("funclinop eager", "torch eager")]
             row.append(t.ratio("funclinop compiled", "torch eager") if "funclinop compiled" in t.names else float("nan"))
             row.append(t.ratio("torchlinops", "torch eager") if "torchlinops" in t.names else float("nan"))
+            row.append(t.ratio("torch compiled", "torch eager") if "torch compiled" in t.names else float("nan"))
             summary.append(row)
     print("\nSummary (paired median ratio to plain torch eager; targets: eager <= 1.10, compiled <= 1.0)")
-    print(f"{'case':<22} {'funclinop':>10} {'compiled':>10} {'torchlinops':>12}")
-    for case, e, c, r in summary:
-        print(f"{case:<22} {e:>10.3f} {c:>10.3f} {r:>12.3f}")
+    print(f"{'case':<22} {'funclinop':>10} {'compiled':>10} {'torchlinops':>12} {'torch compiled':>15}")
+    for case, e, c, r, tc in summary:
+        print(f"{case:<22} {e:>10.3f} {c:>10.3f} {r:>12.3f} {tc:>15.3f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Dense: a named tensor contraction (einsum semantics over named dims)."""
 
+import functools
 import string
 
 import torch
@@ -50,6 +51,7 @@ class Dense(Linop):
     ilabels: tuple = static(default=None, kw_only=True, repr=False)
     olabels: tuple = static(default=None, kw_only=True, repr=False)
     _plan: tuple = derived()
+    _adjoint_plan: tuple = derived()
 
     def _setup(self):
         check_tensor(self, "weight", self.weight)
@@ -86,13 +88,14 @@ class Dense(Linop):
         for d in wshape:
             if d not in xl and d not in yl:
                 raise ShapeError(f"{self._name()}: weight dim {d!r} is neither in ishape nor in oshape")
-        self._set(broadcast_dims=broadcast, ilabels=xl, olabels=yl, _plan=_plan(xl, wshape, yl))
+        self._set(broadcast_dims=broadcast, ilabels=xl, olabels=yl,
+                  _plan=_plan(xl, wshape, yl), _adjoint_plan=_plan(yl, wshape, xl))
 
     def apply(self, x):
         return _run(self._plan, x, self.weight)
 
     def apply_adjoint(self, y):
-        return self.adjoint().apply(y)
+        return _run(self._adjoint_plan, y, self.weight.conj())
 
     def adjoint(self):
         return Dense(
@@ -171,7 +174,9 @@ def _infer_shapes(weight):
 # chosen once per operator so that apply is one or two tensor ops.
 
 
+@functools.lru_cache(maxsize=4096)
 def _plan(xl, wl, yl):
+    """The contraction plan for labels (a pure function of static tuples)."""
     contracted = [d for d in xl if d in wl and d not in yl]
     if len(wl) == 2 and xl and not set(wl) & set(xl[:-1]):
         if wl[1] == xl[-1] and wl[0] not in xl and yl == xl[:-1] + (wl[0],):

@@ -97,15 +97,18 @@ class FFT(Linop):
         )
 
     def apply(self, x):
-        transform = torch.fft.ifftn if self.inverse else torch.fft.fftn
+        return self._transform(x, self.inverse)
+
+    def apply_adjoint(self, y):
+        return self._transform(y, not self.inverse)
+
+    def _transform(self, x, inverse):
+        transform = torch.fft.ifftn if inverse else torch.fft.fftn
         if not self.centered:
             return transform(x, dim=self._axes, norm="ortho")
         x = torch.fft.ifftshift(x, dim=self._axes)
         x = transform(x, dim=self._axes, norm="ortho")
         return torch.fft.fftshift(x, dim=self._axes)
-
-    def apply_adjoint(self, y):
-        return self.adjoint().apply(y)
 
     def adjoint(self):
         return FFT(
