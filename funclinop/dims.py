@@ -6,7 +6,7 @@ shape and stands for any number of batch dims, carried through unchanged.
 
 import re
 
-__all__ = ["Dim", "ELLIPSIS", "fresh", "as_shape", "unify", "named"]
+__all__ = ["Dim", "ELLIPSIS", "fresh", "fresh_names", "as_shape", "unify", "named"]
 
 ELLIPSIS = "..."
 
@@ -45,6 +45,20 @@ def fresh(dim: str, avoid) -> str:
         k += 1
         name = f"{base}{k}"
     return name
+
+
+def fresh_names(names, avoid) -> tuple[str, ...]:
+    """Fresh names for each of ``names``, distinct from ``avoid`` and from each other.
+
+    >>> fresh_names(("Nx", "Ny"), ("Nx", "Ny"))
+    ('Nx1', 'Ny1')
+    """
+    taken = set(avoid)
+    out = []
+    for d in names:
+        out.append(fresh(d, taken))
+        taken.add(out[-1])
+    return tuple(out)
 
 
 def as_shape(shape, what: str = "shape") -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from ..dims import ELLIPSIS, Dim, as_shape, fresh, named
+from ..dims import Dim, ELLIPSIS, as_shape, fresh_names, named
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 from ._util import check_slices, check_tensor
@@ -54,12 +54,7 @@ class _Filter(Linop):
                 f"{igrid} has only {len(igrid)}"
             )
         if self.out_grid_shape is None:
-            avoid = set(batch) | set(igrid)
-            ogrid = []
-            for d in igrid:
-                ogrid.append(fresh(d, avoid))
-                avoid.add(ogrid[-1])
-            ogrid = tuple(ogrid)
+            ogrid = fresh_names(igrid, set(batch) | set(igrid))
         else:
             ogrid = as_shape(self.out_grid_shape, f"{cls} out_grid_shape")
         if len(ogrid) != len(igrid):

@@ -3,7 +3,7 @@
 import torch
 
 from ... import ops
-from ...dims import fresh
+from ...dims import fresh, fresh_names
 from ..registry import NotApplicable, register_factory
 
 COMPLEX = (torch.complex64, torch.complex128)
@@ -20,19 +20,10 @@ def _split(gen, dims):
     return names[:-k], names[-k:]
 
 
-def _fresh_names(names, avoid):
-    taken = set(avoid)
-    out = []
-    for d in names:
-        out.append(fresh(d, taken))
-        taken.add(out[-1])
-    return tuple(out)
-
-
 @register_factory("FFT", dtypes=COMPLEX)
 def fft(gen, dtype, dims, avoid):
     batch, grid = _split(gen, dims)
-    kgrid = grid if _pick(gen, 2) else _fresh_names(grid, set(avoid) | set(dims))
+    kgrid = grid if _pick(gen, 2) else fresh_names(grid, set(avoid) | set(dims))
     return ops.FFT(len(grid), batch, (grid, kgrid), centered=bool(_pick(gen, 2)))
 
 
@@ -41,7 +32,7 @@ def pad(gen, dtype, dims, avoid):
     batch, grid = _split(gen, dims)
     size = tuple(dims[d] for d in grid)
     padded = tuple(n + _pick(gen, 4) for n in size)
-    out = _fresh_names(grid, set(avoid) | set(dims))
+    out = fresh_names(grid, set(avoid) | set(dims))
     return ops.Pad(padded, size, grid, out, batch)
 
 
@@ -50,7 +41,7 @@ def crop(gen, dtype, dims, avoid):
     batch, grid = _split(gen, dims)
     size = tuple(dims[d] for d in grid)
     cropped = tuple(1 + _pick(gen, n) for n in size)
-    out = _fresh_names(grid, set(avoid) | set(dims))
+    out = fresh_names(grid, set(avoid) | set(dims))
     return ops.Crop(cropped, size, grid, out, batch)
 
 
@@ -82,7 +73,7 @@ def sampling(gen, dtype, dims, avoid):
     samples = tuple(1 + _pick(gen, 5) for _ in range(1 + _pick(gen, 2)))
     # Few samples on a small grid: repeated locations are common.
     idx = tuple(torch.randint(n, samples, generator=gen) for n in size)
-    out = _fresh_names(("M",) * len(samples), set(avoid) | set(dims))
+    out = fresh_names(("M",) * len(samples), set(avoid) | set(dims))
     return ops.Sampling(idx, size, out, grid, batch)
 
 
@@ -93,5 +84,5 @@ def sampling_mask(gen, dtype, dims, avoid):
     mask = torch.rand(size, generator=gen) < 0.5
     if not mask.any():
         raise NotApplicable("empty mask")
-    out = _fresh_names(("M",), set(avoid) | set(dims))
+    out = fresh_names(("M",), set(avoid) | set(dims))
     return ops.Sampling.from_mask(mask, size, out, grid, batch)

@@ -3,7 +3,7 @@
 import torch
 
 from ... import ops
-from ...dims import fresh
+from ...dims import fresh, fresh_names
 from ..registry import NotApplicable, randn, register_factory
 
 
@@ -13,15 +13,6 @@ def _pick(gen, n):
 
 def _perm(gen, n):
     return [int(i) for i in torch.randperm(n, generator=gen)]
-
-
-def _fresh_names(names, avoid):
-    taken = set(avoid)
-    out = []
-    for d in names:
-        out.append(fresh(d, taken))
-        taken.add(out[-1])
-    return tuple(out)
 
 
 def _real(dtype):
@@ -46,7 +37,7 @@ def rearrange(gen, dtype, dims, avoid):
     if _pick(gen, 3) == 0:  # a unit axis
         groups.insert(_pick(gen, len(groups) + 1), [])
     opattern = " ".join(f"({' '.join(g)})" if len(g) != 1 else g[0] for g in groups)
-    onames = _fresh_names(["R" + "".join(g) if g else "U" for g in groups], set(avoid) | set(dims))
+    onames = fresh_names(["R" + "".join(g) if g else "U" for g in groups], set(avoid) | set(dims))
     return ops.Rearrange(" ".join(axes), opattern, names, onames, lengths)
 
 
@@ -95,7 +86,7 @@ def array_to_blocks(gen, dtype, dims, avoid):
     stride = tuple(1 + _pick(gen, 3) for _ in grid)
     mask = _mask(gen, block, dtype, _pick(gen, 3))
     inner = ["K"] if mask is not None and mask.dtype == torch.bool else [f"K{d}" for d in array]
-    blocks = _fresh_names([f"B{d}" for d in array] + inner, set(avoid) | set(dims))
+    blocks = fresh_names([f"B{d}" for d in array] + inner, set(avoid) | set(dims))
     return ops.ArrayToBlocks(grid, block, stride, mask, batch, array, blocks)
 
 
@@ -125,7 +116,7 @@ def blocks_to_array(gen, dtype, dims, avoid):
     grid = tuple((n - 1) * s + b + _pick(gen, 2) for n, s, b in zip(nblocks, stride, block))
     # A grid point past the last block would make the count smaller; keep the count.
     grid = tuple(g if (g - b) // s + 1 == n else g - 1 for g, b, s, n in zip(grid, block, stride, nblocks))
-    array = _fresh_names([f"N{i}" for i in range(ndim)], set(avoid) | set(dims))
+    array = fresh_names([f"N{i}" for i in range(ndim)], set(avoid) | set(dims))
     return ops.BlocksToArray(grid, block, stride, mask, batch, blocks, array)
 
 
@@ -145,7 +136,7 @@ def _filter(cls, gen, dtype, dims, avoid):
     k = ndim + _pick(gen, len(names) - ndim + 1)  # grid dims (>= kernel dims)
     batch, grid = names[:-k], names[-k:]
     kernel = randn(gen, tuple(1 + _pick(gen, 4) for _ in range(ndim)), dtype)
-    out = _fresh_names(grid, set(avoid) | set(dims))
+    out = fresh_names(grid, set(avoid) | set(dims))
     mode = ("zeros", "circular")[_pick(gen, 2)]
     return cls(kernel, batch, grid, out, padding_mode=mode)
 
