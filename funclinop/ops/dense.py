@@ -1,6 +1,5 @@
 """Dense: a named tensor contraction (einsum semantics over named dims)."""
 
-import functools
 import string
 
 import torch
@@ -174,7 +173,6 @@ def _infer_shapes(weight):
 # chosen once per operator so that apply is one or two tensor ops.
 
 
-@functools.lru_cache(maxsize=4096)
 def _plan(xl, wl, yl):
     """The contraction plan for labels (a pure function of static tuples)."""
     contracted = [d for d in xl if d in wl and d not in yl]
