@@ -261,3 +261,24 @@ def test_differential_core_against_torchlinops():
     W2 = torch.randn(5, 3, dtype=torch.float64, generator=g)
     x2 = torch.randn(3, dtype=torch.float64, generator=g)
     torch.testing.assert_close(fl.Dense(W2)(x2), tl.Dense(W2)(x2))
+
+
+# ---- testing helpers ------------------------------------------------------------------
+def test_checks_draw_inputs_and_catch_a_wrong_adjoint():
+    A = fl.Dense(torch.randn(3, 7, dtype=torch.complex128), ("M", "N"), ("N",), ("M",))
+    assert check_adjoint(A) < 1e-12 and check_normal(A) < 1e-12 and check_pytree(A)
+    wrong = fl.FunctionLinop(lambda p, x: 2 * x, None, adjoint_fn=lambda p, y: 3 * y,
+                             ishape=("N",), oshape=("N",), sizes={"N": 4})
+    with pytest.raises(AssertionError, match="relative error"):
+        check_adjoint(wrong)
+    with pytest.raises(AssertionError, match="normal differs"):
+        check_normal(_WrongNormal(torch.tensor([1.0, 2.0], dtype=torch.float64), ("N",)))
+    with pytest.raises(ValueError, match="'X'"):
+        check_adjoint(fl.Identity(("X",)))
+
+
+class _WrongNormal(fl.Diagonal):
+    """A Diagonal whose closed-form normal forgets the square."""
+
+    def normal(self):
+        return fl.Diagonal(self.weight, self.ioshape)

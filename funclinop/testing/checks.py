@@ -7,7 +7,7 @@ from ..dims import named
 from ..linop import Linop, tree_equal
 from .registry import randn
 
-__all__ = ["check_adjoint", "check_normal", "check_pytree", "default_rtol", "inner"]
+__all__ = ["check_adjoint", "check_normal", "check_pytree", "default_rtol", "inner", "random_input"]
 
 
 def default_rtol(dtype):
@@ -26,10 +26,34 @@ def _like(t, gen):
     return randn(gen, t.shape, t.dtype).to(t.device)
 
 
-def check_adjoint(A: Linop, x: torch.Tensor, y: torch.Tensor | None = None, *, rtol=None, seed=0):
+def random_input(A: Linop, dtype=None, *, seed=0, batch=()):
+    """A random input for ``A`` from the sizes it fixes (plus ``batch`` dims).
+
+    ``dtype`` defaults to the dtype of A's first floating leaf (float64 if
+    it has none); a complex leaf makes the input complex. Raises a
+    ``ValueError`` naming an input dim whose size A does not fix.
+    """
+    shape = []
+    for d in named(A.ishape):
+        n = A.size(d)
+        if n is None:
+            raise ValueError(f"{A._name()}: the size of input dim {d!r} is not fixed; pass an input x")
+        shape.append(n)
+    leaves = [t for t in optree.tree_leaves(A) if isinstance(t, torch.Tensor)]
+    if dtype is None:
+        floats = [t.dtype for t in leaves if t.is_floating_point() or t.is_complex()]
+        dtype = floats[0] if floats else torch.float64
+        if any(t.is_complex() for t in leaves) and not dtype.is_complex:
+            dtype = dtype.to_complex()
+    device = leaves[0].device if leaves else None
+    return randn(torch.Generator().manual_seed(seed), tuple(batch) + tuple(shape), dtype).to(device)
+
+
+def check_adjoint(A: Linop, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *, rtol=None, seed=0):
     """The dot test: <A x, y> == <x, Aᴴ y>. Returns the relative error.
 
-    ``y`` defaults to a random tensor shaped like ``A(x)``. Raises
+    ``x`` defaults to :func:`random_input` (A must fix its input sizes), ``y``
+    to a random tensor shaped like ``A(x)``. Raises
     ``AssertionError`` with the measured error when it exceeds ``rtol``
     (default from the dtype).
 
@@ -40,6 +64,8 @@ def check_adjoint(A: Linop, x: torch.Tensor, y: torch.Tensor | None = None, *, r
     True
     """
     gen = torch.Generator().manual_seed(seed)
+    if x is None:
+        x = random_input(A, seed=seed)
     Ax = A(x)
     if y is None:
         y = _like(Ax, gen)
@@ -56,8 +82,10 @@ def check_adjoint(A: Linop, x: torch.Tensor, y: torch.Tensor | None = None, *, r
     return err
 
 
-def check_normal(A: Linop, x: torch.Tensor, *, rtol=None):
+def check_normal(A: Linop, x: torch.Tensor | None = None, *, rtol=None, seed=0):
     """``A.N(x) == A.H(A(x))`` and ``A.N`` maps ``A.ishape`` to itself. Returns the relative error."""
+    if x is None:
+        x = random_input(A, seed=seed)
     N = A.normal()
     if named(N.ishape) != named(A.ishape) or named(N.oshape) != named(A.ishape):
         raise AssertionError(f"{A._name()}: normal has shapes {N.ishape} -> {N.oshape}, expected {A.ishape}")
@@ -77,11 +105,14 @@ def _rel(a, b):
     return float(d / n) if n > 0 else float(d)
 
 
-def check_pytree(A: Linop, x: torch.Tensor, *, rtol=None):
+def check_pytree(A: Linop, x: torch.Tensor | None = None, *, rtol=None, seed=0):
     """Pytree behaviour: flatten/unflatten round trip (optree and torch),
     the gradient with respect to A has A's type and treedef, and vmap over a
     stack of two copies of A equals applying each."""
     import torch.utils._pytree as tp
+
+    if x is None:
+        x = random_input(A, seed=seed)
 
     leaves, spec = optree.tree_flatten(A)
     if not tree_equal(optree.tree_unflatten(spec, leaves), A):
