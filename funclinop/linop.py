@@ -48,15 +48,18 @@ def _register(cls):
     cls._children, cls._statics = children, statics
 
     def flatten(op):
-        return [getattr(op, n) for n in children], tuple(getattr(op, n) for n in statics)
+        aux = tuple(getattr(op, n) for n in statics) + (op._icheck,)
+        return [getattr(op, n) for n in children], aux
 
     def unflatten(values, aux):
         # Bypass __init__: during transforms the leaves may be non-tensors.
         op = object.__new__(cls)
+        d = op.__dict__
         for n, v in zip(children, values):
-            object.__setattr__(op, n, v)
+            d[n] = v
         for n, v in zip(statics, aux):
-            object.__setattr__(op, n, v)
+            d[n] = v
+        d["_icheck"] = aux[-1]
         return op
 
     def flatten_with_keys(op):
@@ -79,28 +82,38 @@ def _register(cls):
     )
 
 
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Linop:
     """A named linear operator: an immutable pytree with a small protocol.
 
-    Subclasses declare their fields as a dataclass would (they become frozen
-    dataclasses automatically) and provide ``ishape``, ``oshape`` (fields or
-    properties), ``apply`` and, where it is cheaper than the vjp,
-    ``apply_adjoint``. ``adjoint``, ``normal``, ``tile`` and ``size`` have
-    defaults. Validation and precomputation go in ``_setup``, which runs once
-    at construction; ``apply`` is tensor ops only.
+    Subclasses declare their fields as a dataclass would (they become
+    dataclasses automatically, immutable once built) and provide ``ishape``,
+    ``oshape`` (fields or properties), ``apply`` and, where it is cheaper
+    than the vjp, ``apply_adjoint``. ``adjoint``, ``normal``, ``tile`` and
+    ``size`` have defaults. Validation and precomputation go in ``_setup``,
+    which runs once at construction; ``apply`` is tensor ops only.
     """
 
-    # (min ndim, has ellipsis, ((axis from the end, size, dim), ...))
-    _icheck: tuple = derived()
+    # Each field may be set once, by __init__; after that the operator is
+    # immutable (dataclasses.FrozenInstanceError, as a frozen dataclass).
+    # Not declared frozen=True: some torch.compile versions mis-bind the
+    # constructor arguments of frozen dataclasses built inside compiled code.
+    def __setattr__(self, name, value):
+        if name in self.__dict__ or name not in self.__dataclass_fields__:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r} of an immutable {type(self).__name__}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r} of an immutable {type(self).__name__}")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
+        dataclasses.dataclass(eq=False, repr=False)(cls)
         _register(cls)
 
     def __post_init__(self):
         self._setup()
+        # (min ndim, has ellipsis, ((axis from the end, size, dim), ...)),
+        # carried in the treedef next to the static fields
         object.__setattr__(self, "_icheck", _input_check(self))
 
     def _setup(self):
