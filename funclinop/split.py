@@ -251,33 +251,36 @@ class VmapTiles(Linop):
                 if b is None:
                     raise ValueError(f"VmapTiles: tiles do not fix the size of {d!r}")
                 sizes[d] = b * self.count
+        iaxis = _axis(tile0.ishape, self.idim) if self.idim else None
+        oaxis = _axis(tile0.oshape, self.odim) if self.odim else None
+        # (input axis, its block size, output axis) for apply; swapped for the adjoint
         self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=tuple(sorted(sizes.items())),
-                  _block=(bi, bo))
+                  _block=((iaxis, bi, oaxis), (oaxis, bo, iaxis)))
 
     def tiles(self):
         return _unstack(self.stacked, self.axes, self.count)
 
-    def _run(self, adjoint, x, idim, odim, ishape, oshape, block):
+    def _run(self, adjoint, x, axes):
+        iaxis, block, oaxis = axes
         leaves, spec = flatten_linop(self.stacked)
 
         def one(leaves, x):
             op = unflatten_linop(spec, leaves)
             return op.apply_adjoint(x) if adjoint else op.apply(x)
 
-        if idim is not None:
-            ax = _axis(ishape, idim)
-            x = x.unflatten(ax, (self.count, block)).movedim(ax - 1, 0)
-        ys = vmap_leaves(one, leaves, self.axes, x, 0 if idim is not None else None, self.count)
-        if odim is None:
+        if iaxis is not None:  # the input's tile blocks become the vmapped axis
+            x = x.unflatten(iaxis, (self.count, block)).movedim(iaxis - 1, 0)
+        ys = vmap_leaves(one, leaves, self.axes, x, None if iaxis is None else 0, self.count)
+        if oaxis is None:
             return ys.sum(0)
-        p = ys.ndim + _axis(oshape, odim)
+        p = ys.ndim + oaxis  # the tile outputs join along the output dim
         return ys.movedim(0, p - 1).flatten(p - 1, p)
 
     def apply(self, x):
-        return self._run(False, x, self.idim, self.odim, self.ishape, self.oshape, self._block[0])
+        return self._run(False, x, self._block[0])
 
     def apply_adjoint(self, y):
-        return self._run(True, y, self.odim, self.idim, self.oshape, self.ishape, self._block[1])
+        return self._run(True, y, self._block[1])
 
     def _restack(self, tiles, idim, odim):
         stacked, axes = stack_tiles(tiles)
