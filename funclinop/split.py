@@ -419,8 +419,6 @@ def _assemble(tiles, idim, odim, stack=False):
 
 def _vmappable(tile):
     leaves = tp.tree_leaves(tile)
-    if any(isinstance(l, torch.Tensor) and l.device.type == "meta" for l in leaves):
-        return False
     if len({l.device for l in leaves if isinstance(l, torch.Tensor)}) > 1:
         return False
     if _has_type(tile, ToDevice):  # vmap cannot batch a device move
@@ -476,23 +474,29 @@ def _batched(linop, specs, default_device):
     devices = _broadcast_devices(spec, grid)  # checked before any tile is built
     tiles, _, _ = split_linop(linop, dict(spec.batch_sizes))
 
-    def place(t, idx):
-        target = base if devices is None else devices[idx]
-        t = _batched(t, rest, target)
-        t = to(t, target)
-        if target != base:
-            t = Chain(ToDevice(base, target, t.ishape), t, ToDevice(target, base, t.oshape))
-        return t
+    def wrap(op, device):
+        """Take the input from the base device to ``device`` and the output back."""
+        if device == base:
+            return op
+        return Chain(ToDevice(base, device, op.ishape), op, ToDevice(device, base, op.oshape))
 
     def build(t, k, idx):
+        """(operator, device it runs on, its input and output on that device)."""
         if k == len(dims):
-            return place(t, idx)
+            target = base if devices is None else devices[idx]
+            return to(_batched(t, rest, target), target), target
         row = [build(sub, k + 1, idx + (i,)) for i, sub in enumerate(t)]
-        return _assemble(row, *blocks[dims[k]], stack=spec.stack)
+        targets = {device for _, device in row}
+        if len(targets) == 1 and (spec.stack or targets == {base}):
+            # one device: stack the tiles there and move the data once
+            # (looped tiles each move their own part, which bounds memory)
+            return _assemble([op for op, _ in row], *blocks[dims[k]], stack=spec.stack), targets.pop()
+        return _assemble([wrap(op, device) for op, device in row], *blocks[dims[k]], stack=spec.stack), base
 
     blocks = {}
     for d in dims:
         kind = linop.split_kind(d)
         blocks[d] = (d if kind in ("diag", "in") else None, d if kind in ("diag", "out") else None)
 
-    return build(tiles, 0, ())
+    op, device = build(tiles, 0, ())
+    return wrap(op, device)

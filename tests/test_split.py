@@ -171,3 +171,18 @@ def test_to_cuda_keeps_sharing():
     N = fl.to(A.N, "cuda")
     ptrs = {op.weight.untyped_storage().data_ptr() for op in N.linops if isinstance(op, fl.Dense)}
     assert len(ptrs) == 1
+
+
+def test_tiles_on_one_other_device_stack_there_and_move_data_once():
+    A, _ = sense(C=4, N=8)
+    B = fl.create_batched_linop(A, fl.BatchSpec({"C": 1}, device_matrix=["meta"], base_device="cpu"))
+    assert isinstance(B, fl.Chain) and len(B.linops) == 3
+    into, tiles, back = B.linops
+    assert isinstance(into, fl.ToDevice) and (into.idevice.type, into.odevice.type) == ("cpu", "meta")
+    assert isinstance(tiles, fl.VmapTiles)
+    assert all(t.device.type == "meta" for t in optree.tree_leaves(tiles) if isinstance(t, torch.Tensor))
+    assert (back.idevice.type, back.odevice.type) == ("meta", "cpu")
+    # looped tiles move their own part of the data, one tile at a time
+    L = fl.create_batched_linop(A, fl.BatchSpec({"C": 1}, device_matrix=["meta"], base_device="cpu", stack=False))
+    assert isinstance(L, fl.Concat) and all(isinstance(t, fl.Chain) and isinstance(t.linops[0], fl.ToDevice)
+                                            for t in L.linops)
