@@ -1,11 +1,13 @@
-"""The operator base: frozen pytree dataclasses with a small protocol.
+"""The operator base: immutable pytree dataclasses with a small protocol.
 
-A linop is a frozen dataclass. Fields marked with :func:`static` (names,
-shapes, options, anything precomputed at construction) are part of the
-treedef; every other field is a pytree child (tensors, other linops, pytrees
-of tensors). Subclassing :class:`Linop` makes the class a frozen dataclass and
-registers it with optree (global namespace) and with torch's pytree registry,
-which is the one ``torch.func`` and ``torch.compile`` look at.
+A linop is an immutable dataclass (assigning to a field raises
+``dataclasses.FrozenInstanceError``). Fields marked with :func:`static`
+(names, shapes, options, anything precomputed at construction) are part of
+the treedef; every other field is a pytree child (tensors, other linops,
+pytrees of tensors). Subclassing :class:`Linop` makes the class such a
+dataclass and registers it with optree (global namespace) and with torch's
+pytree registry, which is the one ``torch.func`` and ``torch.compile`` look
+at.
 """
 
 import dataclasses
