@@ -1,27 +1,56 @@
-"""funclinop: functional named-dimension linear operators for PyTorch."""
+"""funclinop: functional named-dimension linear operators for PyTorch.
 
-from . import alg
+Every operator is an immutable pytree; applying it, its adjoint and its
+normal are pure functions; splitting it over named dims is a pure function
+returning a pytree of tiles. See ``docs/`` for the guide.
+"""
+
+from . import alg, device, dims  # noqa: F401  (public submodules)
 from .compose import Add, Chain
+from .concat import Concat, Stack
+from .device import ToDevice, to
 from .dims import ELLIPSIS, Dim
 from .errors import DeviceError, ShapeError
-from .linop import Linop, adjoint, apply, normal, static, derived, tree_equal
-from .ops import Adjoint, Dense, Diagonal, FunctionLinop, Identity, Scalar, Zero
+from .func import grad
+from .linop import Linop, adjoint, apply, derived, normal, static, tree_equal
+from .ops import (
+    FFT,
+    Adjoint,
+    ArrayToBlocks,
+    BlocksToArray,
+    Convolution,
+    Correlation,
+    Crop,
+    Dense,
+    Diagonal,
+    FunctionLinop,
+    Identity,
+    Pad,
+    PadDim,
+    Rearrange,
+    Repeat,
+    Sampling,
+    Scalar,
+    SumReduce,
+    Truncate,
+    Zero,
+)
+from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Add", "Adjoint", "Chain", "Dense", "DeviceError", "Diagonal", "Dim", "ELLIPSIS",
-    "FunctionLinop", "Identity", "Linop", "Scalar", "ShapeError", "Zero", "adjoint",
-    "apply", "derived", "normal", "static", "tree_equal",
+    # the protocol and its pure functions
+    "Linop", "static", "derived", "apply", "adjoint", "normal", "tree_equal", "grad", "to",
+    # named dims and errors
+    "Dim", "ELLIPSIS", "ShapeError", "DeviceError",
+    # core operators
+    "Dense", "Diagonal", "Scalar", "Identity", "Zero", "FunctionLinop", "Adjoint",
+    # composites
+    "Chain", "Add", "Concat", "Stack",
+    # catalogue
+    "FFT", "Pad", "Crop", "PadDim", "Truncate", "Sampling", "Rearrange", "SumReduce", "Repeat",
+    "ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation",
+    # splitting, batching, devices
+    "tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "ToDevice",
 ]
-from .ops import FFT, Crop, Pad, PadDim, Sampling, Truncate
-__all__ += ["FFT", "Crop", "Pad", "PadDim", "Sampling", "Truncate"]
-from .concat import Concat, Stack
-__all__ += ["Concat", "Stack"]
-from .device import ToDevice, to
-from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
-__all__ += ["ToDevice", "to", "BatchSpec", "VmapTiles", "create_batched_linop", "size", "split_linop", "tile"]
-from .ops import ArrayToBlocks, BlocksToArray, Convolution, Correlation, Rearrange, Repeat, SumReduce
-__all__ += ["ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation", "Rearrange", "Repeat", "SumReduce"]
-from .func import grad
-__all__ += ["grad"]

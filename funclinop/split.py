@@ -8,7 +8,7 @@
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ import torch.utils._pytree as tp
 
 from ._vmap import vmap_leaves
 from .compose import Add, Chain
-from .concat import Concat, _sum
+from .concat import Concat
 from .device import ToDevice, as_device, leaf_devices, to
 from .dims import named
 from .linop import Linop, derived, flatten_linop, static, unflatten_linop

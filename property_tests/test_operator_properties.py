@@ -5,7 +5,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import funclinop as fl
 from funclinop.testing import FACTORIES, check_adjoint, check_normal, check_pytree, default_rtol
 from funclinop.testing import strategies as fst
 

@@ -73,7 +73,7 @@ def test_rearrange_adjoint_needs_lengths():
     A = fl.Rearrange("a b", "(a b)", ("A", "B"), ("AB",))
     assert A(torch.zeros(2, 3)).shape == (6,)
     with pytest.raises(ValueError, match="axes_lengths"):
-        A.H
+        _ = A.H
     B = fl.Rearrange("a b", "(a b)", ("A", "B"), ("AB",), {"a": 2})
     assert B.size("AB") is None and B.size("A") == 2
     check_matrix(B, (2, 3))

@@ -10,3 +10,9 @@ from .sampling import Sampling
 from .diagonal import Diagonal, Scalar
 from .function import FunctionLinop
 from .identity import Identity, Zero
+
+__all__ = [
+    "Adjoint", "ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation", "Crop", "Dense",
+    "Diagonal", "FFT", "FunctionLinop", "Identity", "Pad", "PadDim", "Rearrange", "Repeat",
+    "Sampling", "Scalar", "SumReduce", "Truncate", "Zero",
+]

@@ -3,7 +3,6 @@
 import torch
 
 from ..dims import named
-from ..errors import ShapeError
 
 __all__ = ["check_tensor", "slice_axes", "check_slices"]
 

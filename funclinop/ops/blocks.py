@@ -14,7 +14,7 @@ from dataclasses import field
 
 import torch
 
-from ..dims import ELLIPSIS, as_shape, named
+from ..dims import ELLIPSIS, as_shape
 from ..errors import ShapeError
 from ..linop import Linop, _input_check, derived, static
 from ._util import check_slices

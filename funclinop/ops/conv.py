@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from ..dims import Dim, ELLIPSIS, as_shape, fresh_names, named
+from ..dims import Dim, ELLIPSIS, as_shape, fresh_names
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 from ._util import check_slices, check_tensor

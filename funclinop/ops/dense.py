@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ..dims import ELLIPSIS, as_shape, fresh, named
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
-from ._util import check_tensor, slice_axes
+from ._util import check_tensor
 
 __all__ = ["Dense"]
 

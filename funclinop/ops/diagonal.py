@@ -3,7 +3,7 @@
 import torch
 
 from ..dims import ELLIPSIS, as_shape, named
-from ..linop import Linop, derived, static
+from ..linop import Linop, static
 from ._util import check_tensor, slice_axes
 
 __all__ = ["Diagonal", "Scalar"]

@@ -9,7 +9,6 @@ import math
 import re
 from collections.abc import Mapping
 
-import torch
 
 from ..dims import ELLIPSIS, as_shape, named
 from ..errors import ShapeError

@@ -2,7 +2,7 @@
 
 import torch
 
-from ..dims import ELLIPSIS, as_shape, named
+from ..dims import ELLIPSIS, as_shape
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 from ._util import check_slices

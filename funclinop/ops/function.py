@@ -2,9 +2,8 @@
 
 from collections.abc import Callable
 
-import torch
 
-from ..dims import as_shape, named
+from ..dims import as_shape
 from ..linop import Linop, static
 
 __all__ = ["FunctionLinop"]

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ..dims import ELLIPSIS, as_shape, fresh, named
+from ..dims import ELLIPSIS, as_shape, fresh
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 from ._util import check_slices

@@ -13,7 +13,7 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from .registry import DTYPES, FACTORIES, NotApplicable, input_for, randn
+from .registry import DTYPES, NotApplicable, input_for
 from .trees import random_tree
 
 __all__ = ["Case", "dtypes", "dims", "cases"]

@@ -5,7 +5,7 @@ import random
 import optree
 import torch
 
-from .. import compose, ops
+from .. import compose
 from .registry import FACTORIES, NotApplicable, output_dims, randn
 
 __all__ = ["random_leaf", "random_tree", "refresh_leaves"]

@@ -4,7 +4,7 @@ import torch
 
 from ... import ops
 from ...dims import fresh
-from ..registry import NotApplicable, randn, register_factory
+from ..registry import randn, register_factory
 
 
 def _pick(gen, n):
