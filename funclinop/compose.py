@@ -130,7 +130,8 @@ class Chain(Linop):
         return y
 
     def adjoint(self):
-        return Chain(*(op.adjoint() for op in reversed(self.linops)))
+        return self._derive(linops=tuple(op.adjoint() for op in reversed(self.linops)),
+                            ishape=self.oshape, oshape=self.ishape)
 
     def normal(self):
         from .ops.identity import Identity
@@ -203,7 +204,8 @@ class Add(Linop):
         return x
 
     def adjoint(self):
-        return Add(*(op.adjoint() for op in self.linops))
+        return self._derive(linops=tuple(op.adjoint() for op in self.linops),
+                            ishape=self.oshape, oshape=self.ishape)
 
     def size(self, dim):
         return dict(self._sizes).get(dim)

@@ -121,6 +121,15 @@ class Linop:
     def _setup(self):
         """Validate the fields and precompute static data (override)."""
 
+    def _derive(self, **fields):
+        """A copy with ``fields`` replaced, without re-validating: for operators
+        derived from this (valid) one, such as its adjoint."""
+        op = object.__new__(type(self))
+        op.__dict__.update(self.__dict__)
+        op.__dict__.update(fields)
+        object.__setattr__(op, "_icheck", _input_check(op))
+        return op
+
     def _set(self, **kwargs):
         """Set derived fields during ``_setup`` (the only place it is allowed)."""
         for k, v in kwargs.items():

@@ -97,9 +97,10 @@ class Dense(Linop):
         return _run(self._adjoint_plan, y, self.weight.conj())
 
     def adjoint(self):
-        return Dense(
-            self.weight.conj(), self.weightshape, self.oshape, self.ishape, self.broadcast_dims,
+        return self._derive(
+            weight=self.weight.conj(), ishape=self.oshape, oshape=self.ishape,
             ilabels=self.olabels, olabels=self.ilabels,
+            _plan=self._adjoint_plan, _adjoint_plan=self._plan,
         )
 
     def normal(self):

@@ -60,7 +60,7 @@ class Diagonal(Linop):
     def adjoint(self):
         if not self.weight.is_complex():
             return self
-        return Diagonal(self.weight.conj(), self.ioshape, self.broadcast_dims)
+        return self._derive(weight=self.weight.conj())
 
     def normal(self):
         return Diagonal(_abs2(self.weight), self.ioshape, self.broadcast_dims)
@@ -119,7 +119,7 @@ class Scalar(Linop):
     def adjoint(self):
         if not self.weight.is_complex():
             return self
-        return Scalar(self.weight.conj(), self.ioshape)
+        return self._derive(weight=self.weight.conj())
 
     def normal(self):
         return Scalar(_abs2(self.weight), self.ioshape)
