@@ -220,7 +220,12 @@ class Linop:
                     f"{self._name()}: input dim {dim!r} has size {shape[axis]}, "
                     f"expected {n} (input shape {tuple(shape)})"
                 )
-        return self.apply(x)
+        try:
+            return self.apply(x)
+        except RuntimeError as e:
+            if "device" in str(e):
+                _raise_device_error(self, x, e)
+            raise
 
     # ---- algebra --------------------------------------------------------
     def __matmul__(self, other):
@@ -296,6 +301,19 @@ def _short(v):
     if isinstance(v, tuple) and v and all(isinstance(t, Linop) for t in v):
         return "(" + ", ".join(map(repr, v)) + ")"
     return repr(v)
+
+
+def _raise_device_error(op, x, error):
+    from .errors import DeviceError
+
+    where = {}
+    for path, leaf in zip(*optree.tree_flatten_with_path(op)[:2]):
+        if isinstance(leaf, torch.Tensor):
+            where.setdefault(str(leaf.device), ".".join(map(str, path)) or "leaf")
+    raise DeviceError(
+        f"{op._name()}: the input is on {x.device} but the operator's leaves are on "
+        f"{', '.join(f'{d} (e.g. {p})' for d, p in where.items())}; move one with fl.to"
+    ) from error
 
 
 def _raise_ndim(op, shape):

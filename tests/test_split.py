@@ -186,3 +186,10 @@ def test_tiles_on_one_other_device_stack_there_and_move_data_once():
     L = fl.create_batched_linop(A, fl.BatchSpec({"C": 1}, device_matrix=["meta"], base_device="cpu", stack=False))
     assert isinstance(L, fl.Concat) and all(isinstance(t, fl.Chain) and isinstance(t.linops[0], fl.ToDevice)
                                             for t in L.linops)
+
+
+def test_input_on_another_device_is_a_device_error():
+    A, x = sense(C=2, N=4)
+    B = fl.to(A, "meta")
+    with pytest.raises(fl.DeviceError, match=r"input is on cpu.*leaves are on meta.*linops\.0\.weight"):
+        B(x)
