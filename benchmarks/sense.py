@@ -6,7 +6,7 @@ the same operators on the same data.
 
 import torch
 
-import funclinop as fl
+from funclinop.demo import sense_operator
 
 try:
     import torchlinops as tl
@@ -25,11 +25,8 @@ def data(C, N, device="cpu", seed=0, accel=3):
     return maps.to(device), mask.to(device), x.to(device)
 
 
-def funclinop_sense(maps, mask):
-    S = fl.Dense(maps, fl.Dim("CNxNy"), fl.Dim("NxNy"), fl.Dim("CNxNy"))
-    F = fl.FFT(2, batch_shape=("C",), centered=True)
-    P = fl.Sampling.from_mask(mask, input_shape=("Kx", "Ky"), batch_shape=("C",))
-    return P @ F @ S
+# the demo's operator: Sampling ∘ FFT(centered) ∘ Dense(coil maps)
+funclinop_sense = sense_operator
 
 
 def torchlinops_sense(maps, mask):

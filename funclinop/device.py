@@ -5,7 +5,7 @@ import torch
 
 from .dims import as_shape
 from .errors import DeviceError
-from .linop import Linop, static
+from .linop import Linop, SameShape, static
 
 __all__ = ["ToDevice", "to", "as_device", "leaf_devices"]
 
@@ -29,7 +29,7 @@ def leaf_devices(tree) -> set:
     return {t.device for t in optree.tree_leaves(tree) if isinstance(t, torch.Tensor)}
 
 
-class ToDevice(Linop):
+class ToDevice(SameShape, Linop):
     """Moves its input from ``idevice`` to ``odevice``; the adjoint moves it back.
 
     ``"cuda"`` and ``"cuda:0"`` name the same device (when 0 is current).
@@ -47,14 +47,6 @@ class ToDevice(Linop):
     def _setup(self):
         self._set(idevice=as_device(self.idevice), odevice=as_device(self.odevice),
                   ioshape=as_shape(self.ioshape, "ToDevice ioshape"))
-
-    @property
-    def ishape(self):
-        return self.ioshape
-
-    @property
-    def oshape(self):
-        return self.ioshape
 
     def apply(self, x):
         return x.to(self.odevice)

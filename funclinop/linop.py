@@ -22,6 +22,7 @@ from .errors import ShapeError
 
 __all__ = [
     "Linop",
+    "SameShape",
     "static",
     "derived",
     "apply",
@@ -288,6 +289,18 @@ class Linop:
             if f.repr:
                 parts.append(f"{f.name}={_short(getattr(self, f.name))}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class SameShape:
+    """Mixin for operators whose input and output dims are one ``ioshape`` field."""
+
+    @property
+    def ishape(self):
+        return self.ioshape
+
+    @property
+    def oshape(self):
+        return self.ioshape
 
 
 def _fmt(shape):

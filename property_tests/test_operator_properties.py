@@ -11,6 +11,12 @@ from funclinop.testing import strategies as fst
 TYPES = sorted(FACTORIES)
 
 
+def draw_leaf(data, name):
+    """A random operator of the registered type ``name`` and an input."""
+    f = FACTORIES[name]
+    return data.draw(fst.cases(types=[name], depth=0, min_size=f.min_size, dtype_choices=f.dtypes))
+
+
 def rel(a, b):
     return float(torch.linalg.vector_norm(a - b) / max(torch.linalg.vector_norm(b), 1e-30))
 
@@ -18,24 +24,21 @@ def rel(a, b):
 @pytest.mark.parametrize("name", TYPES)
 @given(data=st.data())
 def test_adjoint(name, data):
-    case = data.draw(fst.cases(types=[name], depth=0, min_size=FACTORIES[name].min_size,
-                               dtype_choices=FACTORIES[name].dtypes))
+    case = draw_leaf(data, name)
     check_adjoint(case.op, case.x)
 
 
 @pytest.mark.parametrize("name", TYPES)
 @given(data=st.data())
 def test_normal(name, data):
-    case = data.draw(fst.cases(types=[name], depth=0, min_size=FACTORIES[name].min_size,
-                               dtype_choices=FACTORIES[name].dtypes))
+    case = draw_leaf(data, name)
     check_normal(case.op, case.x)
 
 
 @pytest.mark.parametrize("name", TYPES)
 @given(data=st.data())
 def test_double_adjoint_is_original(name, data):
-    case = data.draw(fst.cases(types=[name], depth=0, min_size=FACTORIES[name].min_size,
-                               dtype_choices=FACTORIES[name].dtypes))
+    case = draw_leaf(data, name)
     A = case.op
     assert A.H.H == A
     assert A.H.H(case.x).shape == A(case.x).shape
@@ -45,8 +48,7 @@ def test_double_adjoint_is_original(name, data):
 @pytest.mark.parametrize("name", TYPES)
 @given(data=st.data())
 def test_linearity(name, data):
-    case = data.draw(fst.cases(types=[name], depth=0, min_size=FACTORIES[name].min_size,
-                               dtype_choices=FACTORIES[name].dtypes))
+    case = draw_leaf(data, name)
     A, x = case.op, case.x
     z = torch.randn_like(x)
     a = 0.7 - 0.3j if x.is_complex() else 0.7
@@ -57,8 +59,7 @@ def test_linearity(name, data):
 @given(data=st.data())
 @settings(max_examples=10)
 def test_pytree_grad_vmap(name, data):
-    case = data.draw(fst.cases(types=[name], depth=0, min_size=FACTORIES[name].min_size,
-                               dtype_choices=FACTORIES[name].dtypes))
+    case = draw_leaf(data, name)
     check_pytree(case.op, case.x)
 
 
@@ -113,8 +114,7 @@ def _compiled_apply(A, x):
 @given(data=st.data())
 @settings(max_examples=2)
 def test_compiled_equals_eager(name, data):
-    case = data.draw(fst.cases(types=[name], depth=0, min_size=FACTORIES[name].min_size,
-                               dtype_choices=FACTORIES[name].dtypes))
+    case = draw_leaf(data, name)
     A, x = case.op, case.x
     for got, want in zip(_compiled_apply(A, x), (A(x), A.H(A(x)), A.N(x))):
         assert rel(got, want) <= default_rtol(case.dtype)

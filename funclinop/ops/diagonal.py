@@ -3,13 +3,13 @@
 import torch
 
 from ..dims import ELLIPSIS, as_shape, named
-from ..linop import Linop, static
+from ..linop import Linop, SameShape, static
 from ._util import check_tensor, slice_axes
 
 __all__ = ["Diagonal", "Scalar"]
 
 
-class Diagonal(Linop):
+class Diagonal(SameShape, Linop):
     """Elementwise multiplication, y = w ⊙ x.
 
     ``weight`` is aligned with the trailing dims of ``ioshape`` (torch
@@ -43,14 +43,6 @@ class Diagonal(Linop):
                 raise ValueError(f"Diagonal{ioshape}: broadcast dim {d!r} is not in ioshape")
         self._set(ioshape=ioshape, broadcast_dims=broadcast)
 
-    @property
-    def ishape(self):
-        return self.ioshape
-
-    @property
-    def oshape(self):
-        return self.ioshape
-
     def apply(self, x):
         return x * self.weight
 
@@ -80,7 +72,7 @@ class Diagonal(Linop):
         return Diagonal(weight, self.ioshape, self.broadcast_dims)
 
 
-class Scalar(Linop):
+class Scalar(SameShape, Linop):
     """Multiplication by a scalar, y = c x (``c * A`` builds one).
 
     >>> import torch, funclinop as fl
@@ -101,14 +93,6 @@ class Scalar(Linop):
         if self.weight.ndim != 0:
             raise ValueError(f"Scalar: weight must be 0-dim, got shape {tuple(self.weight.shape)}")
         self._set(ioshape=as_shape(self.ioshape, "Scalar ioshape"))
-
-    @property
-    def ishape(self):
-        return self.ioshape
-
-    @property
-    def oshape(self):
-        return self.ioshape
 
     def apply(self, x):
         return x * self.weight
