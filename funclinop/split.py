@@ -469,10 +469,25 @@ def _batched(linop, specs, default_device):
         return linop
     spec, rest = specs[0], specs[1:]
     base = spec.base_device or _default_base(linop, default_device)
-    dims = list(spec.batch_sizes)
-    grid = tuple(-(-linop.size(d) // spec.batch_sizes[d]) for d in dims)
+    # A tile from an earlier spec may not fix a dim this spec splits (the
+    # blocks of a Concat or Stack that act on any size of it): it is left
+    # whole along that dim, and takes the first device along that axis.
+    every = list(spec.batch_sizes)
+    dims = [d for d in every if linop.size(d) is not None]
+    matrix = (1,) * len(every) if spec.device_matrix is None else _nested_shape(spec.device_matrix)
+    matrix = (1,) * (len(every) - len(matrix)) + matrix
+    grid = tuple(-(-linop.size(d) // spec.batch_sizes[d]) if d in dims else matrix[k] for k, d in enumerate(every))
     devices = _broadcast_devices(spec, grid)  # checked before any tile is built
-    tiles, _, _ = split_linop(linop, dict(spec.batch_sizes))
+    split_axes = [k for k, d in enumerate(every) if d in dims]
+    tiles, _, _ = split_linop(linop, {d: spec.batch_sizes[d] for d in dims})
+
+    def device_at(idx):
+        if devices is None:
+            return base
+        full = [0] * len(every)
+        for k, i in zip(split_axes, idx):
+            full[k] = i
+        return devices[tuple(full)]
 
     def wrap(op, device):
         """Take the input from the base device to ``device`` and the output back."""
@@ -483,7 +498,7 @@ def _batched(linop, specs, default_device):
     def build(t, k, idx):
         """(operator, device it runs on, its input and output on that device)."""
         if k == len(dims):
-            target = base if devices is None else devices[idx]
+            target = device_at(idx)
             return to(_batched(t, rest, target), target), target
         row = [build(sub, k + 1, idx + (i,)) for i, sub in enumerate(t)]
         targets = {device for _, device in row}

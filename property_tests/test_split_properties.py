@@ -139,3 +139,15 @@ def test_batched_compiles_and_differentiates(data):
     assert rel(f(B, x), A(x)) <= tol
     loss = lambda op: (lambda x: op(x).abs().square().sum())
     assert rel(torch.func.grad(loss(B))(x), torch.func.grad(loss(A))(x)) <= tol
+
+
+def test_nested_spec_over_a_dim_some_tiles_do_not_fix():
+    """Splitting S first leaves a Scalar block that acts on any size of X;
+    the second spec splits X only where a tile fixes it."""
+    S = fl.Stack(fl.Scalar(0.5, ("X",)), fl.Diagonal(torch.tensor([2.0, 3.0, 4.0]), ("X",)), odim="S")
+    A = fl.Chain(S, fl.Scalar(-1.0, ("S", "X")))
+    x = torch.tensor([1.0, 2.0, 3.0])
+    for stack in (True, False):
+        B = fl.create_batched_linop(A, [fl.BatchSpec({"S": 1}, stack=stack), fl.BatchSpec({"X": 2}, stack=stack)])
+        torch.testing.assert_close(B(x), A(x))
+        torch.testing.assert_close(B.H(A(x)), A.H(A(x)))
