@@ -27,13 +27,19 @@ def _common(name, linops, skip_i=None, skip_o=None):
     return ishape, oshape
 
 
-def _block_sizes(name, linops, dim):
+def _block_sizes(name, linops, dim, given=None):
+    """Each block's size along ``dim``: its own, else the one ``given``."""
+    if given is not None and len(given) != len(linops):
+        raise ValueError(f"{name}: block_sizes has {len(given)} entries for {len(linops)} blocks")
     sizes = []
-    for op in linops:
+    for k, op in enumerate(linops):
         n = op.size(dim)
+        if given is not None and n is not None and n != given[k]:
+            raise ShapeError(f"{name}: {op._name()} has size {n} along {dim!r}, block_sizes says {given[k]}")
+        n = given[k] if n is None and given is not None else n
         if n is None:
             raise ShapeError(f"{name}: the size of {op._name()} along {dim!r} is unknown; "
-                             f"every block must fix its size along the concatenated dim")
+                             f"every block must fix its size along the concatenated dim (or pass block_sizes)")
         sizes.append(n)
     return tuple(sizes)
 
@@ -63,8 +69,10 @@ class Concat(Linop):
       outputs sum;
     - both: block-diagonal.
 
-    Every block must fix its size along the concatenated dims. Tiling maps a
-    global slice onto each block's local slice and drops the blocks outside it.
+    Every block must fix its size along the concatenated dims, or
+    ``block_sizes`` gives them (for blocks that act on any size of that dim,
+    such as a Scalar). Tiling maps a global slice onto each block's local
+    slice and drops the blocks outside it.
 
     >>> import torch, funclinop as fl
     >>> A = fl.Dense(torch.ones(2, 3), ("M", "N"), ("N",), ("M",))
@@ -76,17 +84,19 @@ class Concat(Linop):
     linops: tuple
     idim: str = static(default=None)
     odim: str = static(default=None)
+    block_sizes: tuple = static(default=None)
     ishape: tuple = derived()
     oshape: tuple = derived()
     isizes: tuple = derived()
     osizes: tuple = derived()
     _sizes: tuple = derived()
 
-    def __init__(self, *linops, idim=None, odim=None):
+    def __init__(self, *linops, idim=None, odim=None, block_sizes=None):
         _check_linops("Concat", linops)
         object.__setattr__(self, "linops", tuple(linops))
         object.__setattr__(self, "idim", idim)
         object.__setattr__(self, "odim", odim)
+        object.__setattr__(self, "block_sizes", None if block_sizes is None else tuple(block_sizes))
         self.__post_init__()
 
     def _setup(self):
@@ -98,8 +108,9 @@ class Concat(Linop):
             raise ShapeError(f"Concat: idim {idim!r} is not an input dim of the blocks {_fmt(ishape)}")
         if odim is not None and odim not in named(oshape):
             raise ShapeError(f"Concat: odim {odim!r} is not an output dim of the blocks {_fmt(oshape)}")
-        isizes = _block_sizes("Concat", ops, idim) if idim is not None else None
-        osizes = _block_sizes("Concat", ops, odim) if odim is not None else None
+        given = self.block_sizes
+        isizes = _block_sizes("Concat", ops, idim, given) if idim is not None else None
+        osizes = _block_sizes("Concat", ops, odim, given) if odim is not None else None
         sizes = _sizes_except("Concat", ops, {idim, odim})
         if idim is not None:
             sizes[idim] = sum(isizes)
@@ -129,13 +140,15 @@ class Concat(Linop):
         return _sum(xs)
 
     def adjoint(self):
-        return Concat(*(op.adjoint() for op in self.linops), idim=self.odim, odim=self.idim)
+        return Concat(*(op.adjoint() for op in self.linops), idim=self.odim, odim=self.idim,
+                      block_sizes=self.block_sizes)
 
     def normal(self):
         if self.idim is None:  # vertical: AᴴA = Σ AᵢᴴAᵢ
             return Add(*(op.normal() for op in self.linops))
         if self.odim is not None:  # block-diagonal: blocks of normals
-            return Concat(*(op.normal() for op in self.linops), idim=self.idim, odim=self.idim)
+            return Concat(*(op.normal() for op in self.linops), idim=self.idim, odim=self.idim,
+                          block_sizes=self.isizes)
         return super().normal()
 
     def size(self, dim):
@@ -162,7 +175,9 @@ class Concat(Linop):
             raise ValueError(f"{self._name()}: the slice {slices} selects no block")
         if len(tiles) == 1:
             return tiles[0]
-        return Concat(*tiles, idim=self.idim, odim=self.odim)
+        dim, sizes = (self.idim, self.isizes) if self.idim is not None else (self.odim, self.osizes)
+        kept = tuple(_length(loc.get(dim), n) for loc, n, k in zip(local, sizes, keep) if k)
+        return Concat(*tiles, idim=self.idim, odim=self.odim, block_sizes=kept)
 
     def split_kind(self, dim):
         return block_kind(self.linops, dim, self.idim, self.odim,
@@ -175,6 +190,11 @@ def block_kind(linops, dim, idim, odim, shared):
         return common_kind(linops, dim, shared)
     want = "diag" if idim == odim else "out" if dim == odim else "in"
     return want if common_kind(linops, dim, False) == want else None
+
+
+def _length(s, n):
+    """The length of slice ``s`` (None: the whole ``n``)."""
+    return n if s is None else len(range(*s.indices(n)))
 
 
 def _as_range(op, dim, s):

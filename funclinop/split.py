@@ -236,6 +236,7 @@ class VmapTiles(Linop):
     axes: tuple = static()
     idim: str = static(default=None)
     odim: str = static(default=None)
+    block: int = static(default=None)  # tile size along idim/odim where tiles do not fix it
     ishape: tuple = derived()
     oshape: tuple = derived()
     _sizes: tuple = derived()
@@ -244,8 +245,8 @@ class VmapTiles(Linop):
     def _setup(self):
         tile0 = _unstack(self.stacked, self.axes, 1)[0]
         sizes = dict(tile0.dim_sizes())
-        bi = sizes.get(self.idim) if self.idim else None
-        bo = sizes.get(self.odim) if self.odim else None
+        bi = sizes.get(self.idim, self.block) if self.idim else None
+        bo = sizes.get(self.odim, self.block) if self.odim else None
         for d, b in ((self.idim, bi), (self.odim, bo)):
             if d is not None:
                 if b is None:
@@ -284,7 +285,7 @@ class VmapTiles(Linop):
 
     def _restack(self, tiles, idim, odim):
         stacked, axes = stack_tiles(tiles)
-        return VmapTiles(stacked, self.count, axes, idim, odim)
+        return VmapTiles(stacked, self.count, axes, idim, odim, self.block)
 
     def adjoint(self):
         return self._restack([t.adjoint() for t in self.tiles()], self.odim, self.idim)
@@ -298,7 +299,9 @@ class VmapTiles(Linop):
         return dict(self._sizes).get(dim)
 
     def tile(self, slices):
-        return _assemble(self.tiles(), self.idim, self.odim).tile(slices)
+        d = self.idim or self.odim
+        block = None if d is None else dict(self._sizes)[d] // self.count
+        return _assemble(self.tiles(), self.idim, self.odim, extents=[block] * self.count).tile(slices)
 
     def split_kind(self, dim):
         from .concat import block_kind
@@ -399,22 +402,25 @@ def _nested_shape(m):
     return tuple(shape)
 
 
-def _assemble(tiles, idim, odim, stack=False):
-    """Reassemble a row of tiles split along one dim."""
+def _assemble(tiles, idim, odim, stack=False, extents=None):
+    """Reassemble a row of tiles split along one dim (``extents``: their sizes along it)."""
     if len(tiles) == 1:
         return tiles[0]
+    extents = list(extents) if extents is not None else [None] * len(tiles)
     if stack:
         k = len(tiles) if _stackable(tiles) else len(tiles) - 1
         if k >= 2 and _stackable(tiles[:k]) and _vmappable(tiles[0]) and (
                 idim is not None or 0 in stack_tiles(tiles[:k])[1]):
             stacked, axes = stack_tiles(tiles[:k])
-            group = VmapTiles(stacked, k, axes, idim, odim)
+            group = VmapTiles(stacked, k, axes, idim, odim, extents[0])
             if k == len(tiles):
                 return group
             tiles = [group, *tiles[k:]]
+            extents = [None if extents[0] is None else k * extents[0], *extents[k:]]
     if idim is None and odim is None:
         return Add(*tiles)
-    return Concat(*tiles, idim=idim, odim=odim)
+    sizes = None if None in extents else tuple(extents)
+    return Concat(*tiles, idim=idim, odim=odim, block_sizes=sizes)
 
 
 def _vmappable(tile):
@@ -501,12 +507,16 @@ def _batched(linop, specs, default_device):
             target = device_at(idx)
             return to(_batched(t, rest, target), target), target
         row = [build(sub, k + 1, idx + (i,)) for i, sub in enumerate(t)]
+        d = dims[k]
+        extents = [r.stop - r.start for r in _ranges(linop.size(d), spec.batch_sizes[d])]
         targets = {device for _, device in row}
         if len(targets) == 1 and (spec.stack or targets == {base}):
             # one device: stack the tiles there and move the data once
             # (looped tiles each move their own part, which bounds memory)
-            return _assemble([op for op, _ in row], *blocks[dims[k]], stack=spec.stack), targets.pop()
-        return _assemble([wrap(op, device) for op, device in row], *blocks[dims[k]], stack=spec.stack), base
+            ops = [op for op, _ in row]
+            return _assemble(ops, *blocks[d], stack=spec.stack, extents=extents), targets.pop()
+        ops = [wrap(op, device) for op, device in row]
+        return _assemble(ops, *blocks[d], stack=spec.stack, extents=extents), base
 
     blocks = {}
     for d in dims:

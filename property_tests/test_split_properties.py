@@ -151,3 +151,13 @@ def test_nested_spec_over_a_dim_some_tiles_do_not_fix():
         B = fl.create_batched_linop(A, [fl.BatchSpec({"S": 1}, stack=stack), fl.BatchSpec({"X": 2}, stack=stack)])
         torch.testing.assert_close(B(x), A(x))
         torch.testing.assert_close(B.H(A(x)), A.H(A(x)))
+
+
+def test_one_spec_over_two_dims_with_blocks_that_do_not_fix_one():
+    A = fl.Stack(fl.Scalar(0.2, ("X",)), fl.Diagonal(torch.tensor([1.0, 0.5]), ("X",)), odim="S")
+    x = torch.tensor([1.0, -2.0])
+    for stack in (True, False):
+        B = fl.create_batched_linop(A, fl.BatchSpec({"S": 1, "X": 1}, stack=stack))
+        torch.testing.assert_close(B(x), A(x))
+        torch.testing.assert_close(B.H(A(x)), A.H(A(x)))
+        torch.testing.assert_close(B.N(x), A.N(x))
