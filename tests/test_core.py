@@ -282,3 +282,13 @@ class _WrongNormal(fl.Diagonal):
 
     def normal(self):
         return fl.Diagonal(self.weight, self.ioshape)
+
+
+def test_dense_from_einstr():
+    W = torch.randn(2, 3, 7, dtype=torch.float64)
+    A = fl.Dense.from_einstr(W, "BMN,BN->BM")
+    assert (A.weightshape, A.ishape, A.oshape) == (("B", "M", "N"), ("B", "N"), ("B", "M"))
+    x = torch.randn(2, 7, dtype=torch.float64)
+    torch.testing.assert_close(A(x), torch.einsum("bmn,bn->bm", W, x))
+    with pytest.raises(ValueError, match="weightshape,ishape->oshape"):
+        fl.Dense.from_einstr(W, "BMN->BM")

@@ -5,7 +5,7 @@ import string
 import torch
 import torch.nn.functional as F
 
-from ..dims import ELLIPSIS, as_shape, fresh, named
+from ..dims import ELLIPSIS, Dim, as_shape, fresh, named
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 from ._util import check_tensor
@@ -89,6 +89,20 @@ class Dense(Linop):
                 raise ShapeError(f"{self._name()}: weight dim {d!r} is neither in ishape nor in oshape")
         self._set(broadcast_dims=broadcast, ilabels=xl, olabels=yl,
                   _plan=_plan(xl, wshape, yl), _adjoint_plan=_plan(yl, wshape, xl))
+
+    @classmethod
+    def from_einstr(cls, weight, einstr, broadcast_dims=()):
+        """A Dense from ``"weightshape,ishape->oshape"`` in compact dim strings.
+
+        >>> import torch, funclinop as fl
+        >>> fl.Dense.from_einstr(torch.randn(3, 7), "MN,N->M").oshape
+        ('M',)
+        """
+        if not isinstance(einstr, str) or einstr.count(",") != 1 or einstr.count("->") != 1:
+            raise ValueError(f"Dense.from_einstr: expected 'weightshape,ishape->oshape', got {einstr!r}")
+        wshape, rest = einstr.replace(" ", "").split(",")
+        ishape, oshape = rest.split("->")
+        return cls(weight, Dim(wshape), Dim(ishape), Dim(oshape), broadcast_dims)
 
     def apply(self, x):
         return _run(self._plan, x, self.weight)
