@@ -126,3 +126,14 @@ def test_tree_compiled_equals_eager(case):
     A, x = case.op, case.x
     for got, want in zip(_compiled_apply(A, x), (A(x), A.H(A(x)), A.N(x))):
         assert rel(got, want) <= default_rtol(case.dtype)
+
+
+@pytest.mark.parametrize("name", TYPES)
+@given(data=st.data())
+@settings(max_examples=10)
+def test_apply_adjoint_agrees_with_the_adjoint_operator(name, data):
+    """The two routes to Aᴴy (the method, and the operator A.H) agree."""
+    case = draw_leaf(data, name)
+    A = case.op
+    y = torch.randn_like(A(case.x))
+    assert rel(A.apply_adjoint(y), A.H.apply(y)) <= default_rtol(case.dtype)

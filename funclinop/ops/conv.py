@@ -26,6 +26,7 @@ class _Filter(Linop):
     oshape: tuple = derived()
     # (ndim, kernel front/back zero padding, symmetric conv padding, circular (left, right) pads)
     _geom: tuple = derived()
+    _adjoint_geom: tuple = derived()  # the same for the adjoint (the other filter type)
 
     _flip = False  # Convolution flips the kernel; Correlation does not
 
@@ -62,7 +63,8 @@ class _Filter(Linop):
         ishape = as_shape(batch + igrid, f"{cls} batch_shape + in_grid_shape")
         oshape = as_shape(batch + ogrid, f"{cls} batch_shape + out_grid_shape")
         self._set(batch_shape=batch, in_grid_shape=igrid, out_grid_shape=ogrid,
-                  ishape=ishape, oshape=oshape, _geom=_geometry(self.kernel.shape, self._flip))
+                  ishape=ishape, oshape=oshape, _geom=_geometry(self.kernel.shape, self._flip),
+                  _adjoint_geom=_geometry(self.kernel.shape, not self._flip))
 
     def apply(self, x):
         ndim, kpad, padding, circ = self._geom
@@ -70,7 +72,10 @@ class _Filter(Linop):
         return _correlate(x, w, ndim, self.padding_mode, kpad, padding, circ)
 
     def apply_adjoint(self, y):
-        return self.adjoint().apply(y)
+        ndim, kpad, padding, circ = self._adjoint_geom
+        w = self.kernel.conj()
+        w = w if self._flip else w.flip(tuple(range(ndim)))  # the adjoint filter flips when this one does not
+        return _correlate(y, w, ndim, self.padding_mode, kpad, padding, circ)
 
     def _adjoint_as(self, cls):
         return cls(self.kernel.conj(), self.batch_shape, self.out_grid_shape,
