@@ -279,9 +279,13 @@ class Linop:
         return Chain(self, Scalar(c, self.oshape))
 
     def __eq__(self, other):
+        """Structural equality: same treedef and equal leaves (``A.H.H == A``)."""
         return tree_equal(self, other)
 
-    __hash__ = object.__hash__
+    def __hash__(self):
+        # consistent with __eq__: equal operators have the same type and leaf shapes
+        leaves = optree.tree_leaves(self)
+        return hash((type(self), tuple((tuple(t.shape), t.dtype) for t in leaves if isinstance(t, torch.Tensor))))
 
     def __repr__(self):
         parts = []
