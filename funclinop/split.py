@@ -501,11 +501,28 @@ def _batched(linop, specs, default_device):
             return op
         return Chain(ToDevice(base, device, op.ishape), op, ToDevice(device, base, op.oshape))
 
+    # Inner specs first, then one move per device for all the tiles it gets:
+    # leaves the tiles share (indices, views of one weight) stay shared there.
+    placed = {}
+
+    def inner(t, k, idx):
+        if k == len(dims):
+            target = device_at(idx)
+            placed[idx] = (_batched(t, rest, target), target)
+            return
+        for i, sub in enumerate(t):
+            inner(sub, k + 1, idx + (i,))
+
+    inner(tiles, 0, ())
+    for target in {device for _, device in placed.values()}:
+        keys = [idx for idx, (_, device) in placed.items() if device == target]
+        moved = to(tuple(placed[idx][0] for idx in keys), target)
+        placed.update({idx: (op, target) for idx, op in zip(keys, moved)})
+
     def build(t, k, idx):
         """(operator, device it runs on, its input and output on that device)."""
         if k == len(dims):
-            target = device_at(idx)
-            return to(_batched(t, rest, target), target), target
+            return placed[idx]
         row = [build(sub, k + 1, idx + (i,)) for i, sub in enumerate(t)]
         d = dims[k]
         extents = [r.stop - r.start for r in _ranges(linop.size(d), spec.batch_sizes[d])]

@@ -193,3 +193,4 @@ def test_input_on_another_device_is_a_device_error():
     B = fl.to(A, "meta")
     with pytest.raises(fl.DeviceError, match=r"input is on cpu.*leaves are on meta.*linops\.0\.weight"):
         B(x)
+
