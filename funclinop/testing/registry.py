@@ -5,8 +5,9 @@ A factory is ``make(gen, dtype, dims, avoid) -> Linop``: given a
 names already in use, it returns a random operator of its type whose
 ``ishape`` is exactly ``tuple(dims)``, whose sizes match, and whose new
 output dims avoid the names in ``avoid`` (use ``funclinop.dims.fresh``).
-It raises :class:`NotApplicable` when it cannot act on those dims. Register one with :func:`register_factory`; the hypothesis
-strategies draw from all of them and grow random trees out of them.
+It raises :class:`NotApplicable` when it cannot act on those dims. Register
+one with :func:`register_factory`; the hypothesis strategies draw from all of
+them and grow random trees out of them.
 """
 
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ FACTORIES: dict[str, Factory] = {}
 
 
 def register_factory(name, *, dtypes=DTYPES, min_size=1, max_dims=3):
-    """Decorator: register ``make(gen, dtype, dims)`` under ``name``."""
+    """Decorator: register ``make(gen, dtype, dims, avoid)`` under ``name``."""
 
     def deco(make):
         FACTORIES[name] = Factory(name, make, tuple(dtypes), min_size, max_dims)
