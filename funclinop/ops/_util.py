@@ -4,12 +4,34 @@ import torch
 
 from ..dims import named
 
-__all__ = ["check_tensor", "slice_axes", "check_slices"]
+__all__ = ["check_tensor", "slice_axes", "check_slices", "int_tuple"]
 
 
 def check_tensor(op, name, value):
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{type(op).__name__}: {name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def int_tuple(value, what, *, minimum=1, length=None, scalar=False):
+    """Validate a tuple of ints (a list or torch.Size too) of at least ``minimum``.
+
+    ``what`` names the operator and argument in errors; ``length`` fixes the
+    number of entries; ``scalar=True`` accepts one int for all of them.
+    """
+    if scalar and isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * (length or 1)
+    if not isinstance(value, (tuple, list, torch.Size)):
+        raise TypeError(f"{what} must be a tuple of ints, got {type(value).__name__}")
+    value = tuple(value)
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{what} must be a tuple of ints, got {value!r}")
+        if v < minimum:
+            kind = {0: "non-negative", 1: "positive"}.get(minimum, f"at least {minimum}")
+            raise ValueError(f"{what} must hold {kind} ints, got {value}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"{what} has {len(value)} entries, expected {length} (one per grid axis)")
+    return value
 
 
 def slice_axes(t, axes, slices):

@@ -17,7 +17,7 @@ import torch
 from ..dims import ELLIPSIS, as_shape
 from ..errors import ShapeError
 from ..linop import Linop, _input_check, derived, static
-from ._util import check_slices
+from ._util import check_slices, int_tuple
 
 __all__ = ["ArrayToBlocks", "BlocksToArray"]
 
@@ -28,17 +28,7 @@ def _leaf():
 
 
 def _ints(value, what, ndim=None):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * (ndim or 1)
-    if not isinstance(value, (tuple, list, torch.Size)):
-        raise TypeError(f"{what} must be a tuple of ints, got {type(value).__name__}")
-    value = tuple(value)
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{what} must hold positive ints, got {value}")
-    if ndim is not None and len(value) != ndim:
-        raise ValueError(f"{what} has {len(value)} entries, expected {ndim} (one per grid axis)")
-    return value
+    return int_tuple(value, what, length=ndim, scalar=True)
 
 
 def _geometry(op, cls):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from ..dims import ELLIPSIS, as_shape, fresh, named
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
-from ._util import check_slices
+from ._util import check_slices, int_tuple
 from .fft import grid_names
 
 __all__ = ["Pad", "Crop", "PadDim", "Truncate"]
@@ -40,18 +40,7 @@ def _window_slices(offsets, big):
 
 
 def _sizes(what, name, sizes):
-    if isinstance(sizes, (int, torch.Size)) or not hasattr(sizes, "__iter__"):
-        if isinstance(sizes, torch.Size):
-            sizes = tuple(sizes)
-        else:
-            raise TypeError(f"{what}: {name} must be a tuple of ints, got {type(sizes).__name__}")
-    sizes = tuple(sizes)
-    for n in sizes:
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"{what}: {name} must be a tuple of ints, got {sizes!r}")
-        if n < 0:
-            raise ValueError(f"{what}: {name} must be non-negative, got {sizes!r}")
-    return sizes
+    return int_tuple(sizes, f"{what}: {name}", minimum=0)
 
 
 def _grid_shapes(op, small_shape, big_shape, ndim):

@@ -8,7 +8,7 @@ import torch
 from ..dims import ELLIPSIS, as_shape, fresh
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
-from ._util import check_slices
+from ._util import check_slices, int_tuple
 from .fft import grid_names
 
 __all__ = ["Sampling"]
@@ -182,18 +182,9 @@ def _index_tensors(idx):
 
 
 def _grid_size(size):
-    if isinstance(size, torch.Size):
-        size = tuple(size)
-    if not isinstance(size, (tuple, list)):
-        raise TypeError(f"Sampling: input_size must be a tuple of ints, got {type(size).__name__}")
-    size = tuple(size)
+    size = int_tuple(size, "Sampling: input_size")
     if not size:
         raise ValueError("Sampling: input_size needs at least one grid dim")
-    for n in size:
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"Sampling: input_size must be a tuple of ints, got {size!r}")
-        if n < 1:
-            raise ValueError(f"Sampling: grid sizes must be positive, got input_size {size}")
     return size
 
 
