@@ -60,6 +60,8 @@ def chain_kind(linops, dim, present):
             if present:
                 return None
             present = True
+        elif kind == "sum" and present:
+            return None  # an internal dim of one factor shares the name of a dim carried past it
         if kind in ("in", "out", "sum"):
             events.append(kind)
     if not events:
@@ -113,6 +115,11 @@ class Chain(Linop):
                     f"input {_fmt(b.ishape)} of {b._name()}"
                 )
             shape = through(shape, b.ishape, b.oshape)
+            if len(set(named(shape))) != len(named(shape)):
+                raise ShapeError(
+                    f"Chain: {b._name()} adds a dim that its input already carries through '...', "
+                    f"giving {_fmt(shape)}"
+                )
         ishape = shape
         for op in reversed(ops):  # the most specific input: dims carried by '...'
             ishape = through(ishape, op.oshape, op.ishape)
@@ -153,6 +160,10 @@ class Chain(Linop):
 
     def split_kind(self, dim):
         return chain_kind(self.linops, dim, dim in named(self.ishape))
+
+    def split_refusal(self, dim):
+        return ("consumes and re-creates it (or carries it past a factor that uses the name "
+                "internally), so tiles along it do not reassemble into the chain")
 
 
 class Add(Linop):
@@ -215,3 +226,6 @@ class Add(Linop):
 
     def split_kind(self, dim):
         return common_kind(self.linops, dim, dim in named(self.ishape) and dim in named(self.oshape))
+
+    def split_refusal(self, dim):
+        return "has terms that split differently along it, so tiles do not add up to the sum"

@@ -108,6 +108,10 @@ class Concat(Linop):
             raise ShapeError(f"Concat: idim {idim!r} is not an input dim of the blocks {_fmt(ishape)}")
         if odim is not None and odim not in named(oshape):
             raise ShapeError(f"Concat: odim {odim!r} is not an output dim of the blocks {_fmt(oshape)}")
+        for d, other, side in ((idim, oshape, "output"), (odim, ishape, "input")):
+            if d is not None and d != (odim if d == idim else idim) and d in named(other):
+                raise ShapeError(f"Concat: {d!r} is also an {side} dim of the blocks {_fmt(other)}; "
+                                 f"concatenating along it on one side only would give it two sizes")
         given = self.block_sizes
         isizes = _block_sizes("Concat", ops, idim, given) if idim is not None else None
         osizes = _block_sizes("Concat", ops, odim, given) if odim is not None else None
@@ -155,6 +159,7 @@ class Concat(Linop):
         return dict(self._sizes).get(dim)
 
     def tile(self, slices):
+        _check_renamed_blocks(self, slices)
         blocks = list(self.linops)
         keep = [True] * len(blocks)
         local = [dict(slices) for _ in blocks]
@@ -175,6 +180,9 @@ class Concat(Linop):
             raise ValueError(f"{self._name()}: the slice {slices} selects no block")
         if len(tiles) == 1:
             return tiles[0]
+        if self.idim is not None and self.odim is not None and self.idim != self.odim:
+            # only other dims were sliced: every block is kept whole along idim and odim
+            return Concat(*tiles, idim=self.idim, odim=self.odim, block_sizes=self.block_sizes)
         dim, sizes = (self.idim, self.isizes) if self.idim is not None else (self.odim, self.osizes)
         kept = tuple(_length(loc.get(dim), n) for loc, n, k in zip(local, sizes, keep) if k)
         return Concat(*tiles, idim=self.idim, odim=self.odim, block_sizes=kept)
@@ -183,13 +191,39 @@ class Concat(Linop):
         return block_kind(self.linops, dim, self.idim, self.odim,
                           dim in named(self.ishape) and dim in named(self.oshape))
 
+    def split_refusal(self, dim):
+        return block_refusal(self, dim)
+
 
 def block_kind(linops, dim, idim, odim, shared):
-    """Split kind of a block operator along ``dim`` (blocks along idim/odim)."""
+    """Split kind of a block operator along ``dim`` (blocks along idim/odim).
+
+    Blocks along one dim (rows, columns, or the diagonal of one dim) split
+    along it; a block-diagonal operator from ``idim`` to a different ``odim``
+    pairs entries of two dims, which no tile along one of them rebuilds.
+    """
     if dim not in (idim, odim):
         return common_kind(linops, dim, shared)
+    if idim is not None and odim is not None and idim != odim:
+        return None
     want = "diag" if idim == odim else "out" if dim == odim else "in"
     return want if common_kind(linops, dim, False) == want else None
+
+
+def block_refusal(op, dim):
+    if dim in (op.idim, op.odim) and None not in (op.idim, op.odim) and op.idim != op.odim:
+        return (f"is block-diagonal from {op.idim!r} to {op.odim!r}: a tile along one of them "
+                f"would need the blocks of the other")
+    return "has blocks that split differently along it"
+
+
+def _check_renamed_blocks(op, slices):
+    """A block-diagonal operator between two different dims cannot be tiled along either."""
+    if op.idim is None or op.odim is None or op.idim == op.odim:
+        return
+    for d in (op.idim, op.odim):
+        if d in slices and _as_range(op, d, slices[d]) != slice(0, op.size(d)):
+            raise ValueError(f"{op._name()}: cannot split dim {d!r}: it {block_refusal(op, d)}")
 
 
 def _length(s, n):
@@ -315,10 +349,16 @@ class Stack(Linop):
 
     def split_kind(self, dim):
         if dim in (self.idim, self.odim):
+            if self.idim is not None and self.odim is not None and self.idim != self.odim:
+                return None  # block k maps entry k of idim to entry k of odim
             return "diag" if self.idim == self.odim else "out" if dim == self.odim else "in"
         return common_kind(self.linops, dim, dim in named(self.ishape) and dim in named(self.oshape))
 
+    def split_refusal(self, dim):
+        return block_refusal(self, dim)
+
     def tile(self, slices):
+        _check_renamed_blocks(self, slices)
         keep = range(len(self.linops))
         for dim in {self.idim, self.odim} - {None}:
             if dim in slices:

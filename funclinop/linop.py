@@ -177,11 +177,20 @@ class Linop:
         (input only: columns), ``"sum"`` (internal: the operator is the sum of
         its tiles), ``"absent"``, or None when the operator mixes the dim and
         tiles cannot rebuild it. A leaf with a dim in both shapes that it does
-        not act on elementwise must override this."""
+        not act on elementwise, or that renames a dim, must override this; an
+        operator without a tile rule of its own cannot be split along its dims."""
         i, o = dim in named(self.ishape), dim in named(self.oshape)
+        if (i or o) and type(self).tile is Linop.tile:
+            return None
         if i and o:
             return "diag"
         return "out" if o else "in" if i else "absent"
+
+    def split_refusal(self, dim):
+        """Why tiles along ``dim`` cannot rebuild this operator (for error messages)."""
+        if type(self).tile is Linop.tile:
+            return f"{type(self).__name__} has no tile rule"
+        return "does not act on it index by index, so tiles along it do not reassemble into the operator"
 
     # ---- derived --------------------------------------------------------
     @property

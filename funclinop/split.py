@@ -44,21 +44,34 @@ def _check_dim(fn, linop, dim):
 def _all_dims(linop):
     """Every dim name in an operator tree, internal dims included."""
     dims = set(linop.dims)
-    for op in tp.tree_leaves(linop, is_leaf=lambda t: isinstance(t, Linop) and t is not linop):
-        if isinstance(op, Linop):
-            dims |= _all_dims(op)
+    for op in _children(linop):
+        dims |= _all_dims(op)
     return dims
 
 
 def _check_kind(fn, linop, dim):
     kind = linop.split_kind(dim)
     if kind is None:
+        culprit = _refusing(linop, dim)
+        where = "" if culprit is linop else f"{culprit._name()}, inside it, "
         raise ValueError(
-            f"{fn}: cannot split dim {dim!r} of {linop._name()}: the operator mixes it "
-            f"(e.g. a normal or a chain that consumes and re-creates it), so tiles along it "
-            f"do not reassemble into the operator"
+            f"{fn}: cannot split dim {dim!r} of {linop._name()}: {where}"
+            f"{'it ' if culprit is linop else ''}{culprit.split_refusal(dim)}"
         )
     return kind
+
+
+def _refusing(linop, dim):
+    """The innermost operator that cannot be split along ``dim`` (for the error message)."""
+    for child in _children(linop):
+        if child.split_kind(dim) is None:
+            return _refusing(child, dim)
+    return linop
+
+
+def _children(linop):
+    return [op for op in tp.tree_leaves(linop, is_leaf=lambda t: isinstance(t, Linop) and t is not linop)
+            if isinstance(op, Linop)]
 
 
 def tile(linop, slices):
@@ -94,13 +107,20 @@ def _check_batch_sizes(fn, linop, batch_sizes):
         _check_kind(fn, linop, d)
         sizes[d] = n
     for d, n in sizes.items():  # every tile rule on the way must accept the split
-        if batch_sizes[d] < n:
-            linop.tile({d: slice(0, batch_sizes[d])})
+        for s in _ranges(n, batch_sizes[d])[:2]:  # the first tile, and one not at the start
+            if (s.start, s.stop) != (0, n):
+                linop.tile({d: s})
     return sizes
 
 
 def _ranges(n, b):
-    return [slice(i, min(i + b, n)) for i in range(0, n, b)]
+    """Contiguous tiles of at most ``b`` covering ``range(n)`` (one empty tile when n == 0)."""
+    return [slice(i, min(i + b, n)) for i in range(0, n, b)] or [slice(0, 0)]
+
+
+def _partial(slices, sizes):
+    """The slices that do not cover their whole dim (a whole dim is not tiled)."""
+    return {d: s for d, s in slices.items() if (s.start, s.stop) != (0, sizes[d])}
 
 
 def split_linop(linop, batch_sizes):
@@ -127,7 +147,7 @@ def split_linop(linop, batch_sizes):
 
     def grow(k, slices):
         if k == len(dims):
-            return linop.tile(slices), index(linop.ishape, slices), index(linop.oshape, slices)
+            return linop.tile(_partial(slices, sizes)), index(linop.ishape, slices), index(linop.oshape, slices)
         parts = [grow(k + 1, {**slices, dims[k]: s}) for s in _ranges(sizes[dims[k]], batch_sizes[dims[k]])]
         return tuple(zip(*parts)) if parts else ((), (), ())
 
@@ -408,7 +428,8 @@ def _assemble(tiles, idim, odim, stack=False, extents=None):
         return tiles[0]
     extents = list(extents) if extents is not None else [None] * len(tiles)
     if stack:
-        k = len(tiles) if _stackable(tiles) else len(tiles) - 1
+        # stacked tiles run as equal blocks: a shorter last tile stays on its own
+        k = len(tiles) if _stackable(tiles) and len(set(extents)) == 1 else len(tiles) - 1
         if k >= 2 and _stackable(tiles[:k]) and _vmappable(tiles[0]) and (
                 idim is not None or 0 in stack_tiles(tiles[:k])[1]):
             stacked, axes = stack_tiles(tiles[:k])
@@ -482,7 +503,8 @@ def _batched(linop, specs, default_device):
     dims = [d for d in every if linop.size(d) is not None]
     matrix = (1,) * len(every) if spec.device_matrix is None else _nested_shape(spec.device_matrix)
     matrix = (1,) * (len(every) - len(matrix)) + matrix
-    grid = tuple(-(-linop.size(d) // spec.batch_sizes[d]) if d in dims else matrix[k] for k, d in enumerate(every))
+    grid = tuple(len(_ranges(linop.size(d), spec.batch_sizes[d])) if d in dims else matrix[k]
+                 for k, d in enumerate(every))
     devices = _broadcast_devices(spec, grid)  # checked before any tile is built
     split_axes = [k for k, d in enumerate(every) if d in dims]
     tiles, _, _ = split_linop(linop, {d: spec.batch_sizes[d] for d in dims})

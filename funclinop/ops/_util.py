@@ -4,7 +4,7 @@ import torch
 
 from ..dims import named
 
-__all__ = ["check_tensor", "slice_axes", "check_slices", "int_tuple"]
+__all__ = ["check_tensor", "slice_axes", "check_slices", "fixed_kind", "int_tuple"]
 
 
 def check_tensor(op, name, value):
@@ -44,6 +44,13 @@ def slice_axes(t, axes, slices):
             index[axis] = s
             hit = True
     return t[tuple(index)] if hit else t
+
+
+def fixed_kind(op, dim, fixed):
+    """``op``'s split kind by name, None for the ``fixed`` dims its tiles cannot slice."""
+    from ..linop import Linop
+
+    return None if dim in fixed else Linop.split_kind(op, dim)
 
 
 def check_slices(op, slices, forbidden, why):

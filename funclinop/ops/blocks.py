@@ -17,7 +17,7 @@ import torch
 from ..dims import ELLIPSIS, as_shape
 from ..errors import ShapeError
 from ..linop import Linop, _input_check, derived, static
-from ._util import check_slices, int_tuple
+from ._util import check_slices, fixed_kind, int_tuple
 
 __all__ = ["ArrayToBlocks", "BlocksToArray"]
 
@@ -186,6 +186,12 @@ class _BlocksBase(Linop):
         check_slices(self, slices, self.array_shape + self.blocks_shape,
                      "grid and block dims cannot be split")
         return self
+
+    def split_kind(self, dim):
+        return fixed_kind(self, dim, self.array_shape + self.blocks_shape)
+
+    def split_refusal(self, dim):
+        return "maps it between the array and its blocks"
 
 
 class ArrayToBlocks(_BlocksBase):

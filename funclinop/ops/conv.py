@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from ..dims import Dim, ELLIPSIS, as_shape, fresh_names
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
-from ._util import check_slices, check_tensor
+from ._util import check_slices, check_tensor, fixed_kind
 
 __all__ = ["Convolution", "Correlation"]
 
@@ -84,11 +84,19 @@ class _Filter(Linop):
     def tile(self, slices):
         # Batch dims, and leading grid dims the kernel does not touch (when
         # they keep their name), split freely; spatial dims do not.
+        check_slices(self, slices, self._fixed_dims(), "a convolution's grid dims cannot be split")
+        return self
+
+    def _fixed_dims(self):
         ndim = self._geom[0]
         free = [d for d, e in zip(self.in_grid_shape[:-ndim], self.out_grid_shape[:-ndim]) if d == e]
-        fixed = [d for d in self.in_grid_shape + self.out_grid_shape if d not in free]
-        check_slices(self, slices, fixed, "a convolution's grid dims cannot be split")
-        return self
+        return [d for d in self.in_grid_shape + self.out_grid_shape if d not in free]
+
+    def split_kind(self, dim):
+        return fixed_kind(self, dim, self._fixed_dims())
+
+    def split_refusal(self, dim):
+        return "convolves along it (or renames it)"
 
 
 def _geometry(kshape, flip):

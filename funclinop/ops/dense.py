@@ -76,6 +76,11 @@ class Dense(Linop):
         for d in broadcast:
             if d not in wshape:
                 raise ValueError(f"{self._name()}: broadcast dim {d!r} is not in weightshape {wshape}")
+            if self.weight.shape[wshape.index(d)] != 1:
+                raise ShapeError(
+                    f"{self._name()}: broadcast dim {d!r} must have size 1 in the weight, got "
+                    f"{self.weight.shape[wshape.index(d)]} (weight shape {tuple(self.weight.shape)})"
+                )
         xl = tuple(self.ilabels or named(ishape))
         yl = tuple(self.olabels or named(oshape))
         for d in xl:

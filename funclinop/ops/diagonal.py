@@ -3,6 +3,7 @@
 import torch
 
 from ..dims import ELLIPSIS, as_shape, named
+from ..errors import ShapeError
 from ..linop import Linop, SameShape, static
 from ._util import check_tensor, slice_axes
 
@@ -41,6 +42,12 @@ class Diagonal(SameShape, Linop):
         for d in broadcast:
             if d not in named(ioshape):
                 raise ValueError(f"Diagonal{ioshape}: broadcast dim {d!r} is not in ioshape")
+            axis = named(ioshape).index(d) - len(named(ioshape))
+            if -axis <= self.weight.ndim and self.weight.shape[axis] != 1:
+                raise ShapeError(
+                    f"Diagonal{ioshape}: broadcast dim {d!r} must have size 1 in the weight, got "
+                    f"{self.weight.shape[axis]} (weight shape {tuple(self.weight.shape)})"
+                )
         self._set(ioshape=ioshape, broadcast_dims=broadcast)
 
     def apply(self, x):

@@ -248,6 +248,14 @@ class Rearrange(Linop):
                 lengths[axis] = _slice_len(s, lengths[axis])
         return Rearrange(self.ipattern, self.opattern, self.ishape, self.oshape, lengths)
 
+    def split_kind(self, dim):
+        if dim in self.dims and self._single_axis(dim) is None:
+            return None
+        return super().split_kind(dim)
+
+    def split_refusal(self, dim):
+        return "reshapes, merges or renames it (only a dim that is the same single axis on both sides splits)"
+
     def _single_axis(self, dim):
         inames, onames = named(self.ishape), named(self.oshape)
         if dim not in inames or dim not in onames:

@@ -5,7 +5,7 @@ import torch
 from ..dims import ELLIPSIS, as_shape
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
-from ._util import check_slices
+from ._util import check_slices, fixed_kind
 
 __all__ = ["FFT", "grid_names"]
 
@@ -125,6 +125,12 @@ class FFT(Linop):
         grid = set(self.grid_shapes[0]) | set(self.grid_shapes[1])
         check_slices(self, slices, sorted(grid), "the FFT mixes every entry of its grid dims")
         return self
+
+    def split_kind(self, dim):
+        return fixed_kind(self, dim, self.grid_shapes[0] + self.grid_shapes[1])
+
+    def split_refusal(self, dim):
+        return "mixes every entry of its grid dims"
 
     def _name(self):
         return ("IFFT" if self.inverse else "FFT") + super()._name()[len("FFT"):]

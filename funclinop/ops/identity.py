@@ -10,10 +10,21 @@ __all__ = ["Identity", "Zero"]
 
 
 def _positional_kind(op, dim):
-    kind = Linop.split_kind(op, dim)
-    if kind == "diag" and named(op.ishape).index(dim) != named(op.oshape).index(dim):
-        return None
-    return kind
+    """Entry k of the input becomes entry k of the output, dim by dim in order:
+    a dim that keeps its name is block-diagonal, a renamed one cannot be split
+    (a tile along the input name would have to place its output along the
+    other name)."""
+    inames, onames = named(op.ishape), named(op.oshape)
+    if dim not in inames and dim not in onames:
+        return "absent"
+    pairs = zip(inames, onames)
+    return "diag" if (dim, dim) in pairs else None
+
+
+def _positional_refusal(op, dim):
+    if dim in named(op.ishape) and dim in named(op.oshape):
+        return "moves it to another position"
+    return "renames it (input and output name the same entries differently)"
 
 
 def _shapes(op):
@@ -56,6 +67,9 @@ class Identity(Linop):
     def split_kind(self, dim):
         return _positional_kind(self, dim)
 
+    def split_refusal(self, dim):
+        return _positional_refusal(self, dim)
+
 
 class Zero(Linop):
     """y = 0 (the same shape as x).
@@ -88,3 +102,6 @@ class Zero(Linop):
 
     def split_kind(self, dim):
         return _positional_kind(self, dim)
+
+    def split_refusal(self, dim):
+        return _positional_refusal(self, dim)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from ..dims import ELLIPSIS, as_shape, fresh, named
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
-from ._util import check_slices, int_tuple
+from ._util import check_slices, fixed_kind, int_tuple
 from .fft import grid_names
 
 __all__ = ["Pad", "Crop", "PadDim", "Truncate"]
@@ -117,6 +117,12 @@ class _CenteredWindow(Linop):
         check_slices(self, slices, self.in_shape + self.out_shape,
                      "it is an image dim that the centered window spans")
         return self
+
+    def split_kind(self, dim):
+        return fixed_kind(self, dim, self.in_shape + self.out_shape)
+
+    def split_refusal(self, dim):
+        return "spans it with a centered window"
 
 
 class Pad(_CenteredWindow):
@@ -308,6 +314,12 @@ class _EndWindow(Linop):
     def tile(self, slices):
         check_slices(self, slices, (self.idim, self.odim), "it is the padded/truncated dim")
         return self
+
+    def split_kind(self, dim):
+        return fixed_kind(self, dim, (self.idim, self.odim))
+
+    def split_refusal(self, dim):
+        return "pads or truncates it"
 
 
 class Truncate(_EndWindow):

@@ -8,7 +8,7 @@ import torch
 from ..dims import ELLIPSIS, as_shape, fresh
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
-from ._util import check_slices, int_tuple
+from ._util import check_slices, fixed_kind, int_tuple
 from .fft import grid_names
 
 __all__ = ["Sampling"]
@@ -155,6 +155,12 @@ class Sampling(Linop):
         if dim in self.output_shape:
             return self.flat_idx.shape[self.output_shape.index(dim)]
         return None
+
+    def split_kind(self, dim):
+        return fixed_kind(self, dim, self.input_shape)
+
+    def split_refusal(self, dim):
+        return "samples it (split the sample dims instead)"
 
     def tile(self, slices):
         check_slices(self, slices, self.input_shape, "it is a sampled grid dim (split the sample dims instead)")

@@ -37,15 +37,23 @@ def dtypes(choices=DTYPES):
 
 
 @st.composite
-def dims(draw, min_dims=1, max_dims=3, min_size=1, max_size=6):
-    """An ordered ``{dim: size}`` dict over X, Y, Z."""
+def dims(draw, min_dims=1, max_dims=3, min_size=0, max_size=6):
+    """An ordered ``{dim: size}`` dict over X, Y, Z.
+
+    Sizes 1 are common; a size 0 (when ``min_size`` allows it) is drawn for
+    about one dict in eight, so that empty dims reach every operator that
+    accepts them without crowding out the rest.
+    """
     n = draw(st.integers(min_dims, max_dims))
-    sizes = draw(st.lists(st.integers(min_size, max_size), min_size=n, max_size=n))
+    low = max(min_size, 1)
+    sizes = draw(st.lists(st.one_of(st.just(1), st.integers(low, max_size)), min_size=n, max_size=n))
+    if min_size <= 0 and draw(st.integers(0, 7)) == 0:
+        sizes[draw(st.integers(0, n - 1))] = 0
     return dict(zip(DIM_NAMES, sizes))
 
 
 @st.composite
-def cases(draw, types=None, depth=None, dtype_choices=DTYPES, min_size=1, batch=()):
+def cases(draw, types=None, depth=None, dtype_choices=DTYPES, min_size=0, batch=()):
     """A random operator (a leaf when ``depth == 0``, else a tree of that depth)."""
     types = tuple(types) if types is not None else None
     dtype = draw(dtypes(dtype_choices))

@@ -6,9 +6,15 @@ import optree
 import torch
 
 from .. import compose
+from ..concat import Concat, Stack
+from ..dims import fresh, named
 from .registry import FACTORIES, NotApplicable, output_dims, randn
 
-__all__ = ["random_leaf", "random_tree", "refresh_leaves"]
+__all__ = ["random_leaf", "random_tree", "refresh_leaves", "NODES"]
+
+# Inner nodes of random trees (chains twice: most pipelines are chains).
+NODES = ("chain", "chain", "add", "normal", "scale", "scale_python", "adjoint",
+         "stack", "concat_rows", "blockdiag", "stack_blockdiag", "stack_rename")
 
 
 def random_leaf(rng, gen, dtype, dims, used, types=None):
@@ -17,7 +23,7 @@ def random_leaf(rng, gen, dtype, dims, used, types=None):
     rng.shuffle(names)
     for name in names:
         f = FACTORIES[name]
-        if dtype not in f.dtypes or len(dims) > f.max_dims or min(dims.values()) < f.min_size:
+        if dtype not in f.dtypes or len(dims) > f.max_dims or min(dims.values(), default=1) < f.min_size:
             continue
         try:
             return f.make(gen, dtype, dict(dims), frozenset(used))
@@ -37,23 +43,84 @@ def refresh_leaves(gen, op):
     return optree.tree_map(fresh_leaf, op)
 
 
+def _python_scalar(gen, dtype):
+    c = float(randn(gen, (), torch.float64))
+    return complex(c, float(randn(gen, (), torch.float64))) if dtype.is_complex else c
+
+
 def random_tree(seed, dtype, dims, depth, types=None):
     """A random operator tree of the given nesting ``depth`` acting on ``dims``.
 
-    Inner nodes are Chain, Add (of a subtree and a refreshed copy), the
-    normal of a subtree, a scaled subtree and the adjoint of a subtree.
+    Inner nodes (:data:`NODES`) are Chain, Add (of a subtree and a refreshed
+    copy), the normal, adjoint or a scaling (by a 0-dim tensor or a Python
+    number) of a subtree, and block operators of subtrees: Stack along a new
+    output dim, a vertical Concat along an output dim, a block-diagonal
+    Concat with uneven blocks along an input dim, and block-diagonal Stacks
+    from an input dim to itself or to a new name. A node that does not apply
+    to the drawn dims falls back to a chain.
     """
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     used = set(dims)
 
+    def twins(dims_a, dims_b, depth):
+        """Two subtrees of the same structure over ``dims_a`` and ``dims_b``, or None."""
+        state, gstate, taken = rng.getstate(), gen.get_state(), set(used)
+        a = grow(dims_a, depth)
+        after_a = set(used)
+        rng.setstate(state)
+        gen.set_state(gstate)
+        used.clear()
+        used.update(taken)
+        b = refresh_leaves(gen, grow(dims_b, depth))
+        used.update(after_a)
+        return (a, b) if a.oshape == b.oshape else None
+
+    def block(kind, dims, depth):
+        names = list(dims)
+        if kind == "stack":
+            a = grow(dims, depth)
+            return Stack(a, refresh_leaves(gen, a), odim=fresh("S", used))
+        if kind == "concat_rows":
+            a = grow(dims, depth)
+            rows = [d for d in named(a.oshape) if a.size(d) and d not in named(a.ishape)]
+            if not rows:
+                return None
+            return Concat(a, refresh_leaves(gen, a), odim=rng.choice(rows))
+        if kind == "blockdiag":
+            splittable = [d for d in names if dims[d] >= 2]
+            if not splittable:
+                return None
+            x = rng.choice(splittable)
+            k = rng.randint(1, dims[x] - 1)
+            pair = twins({**dims, x: k}, {**dims, x: dims[x] - k}, depth)
+            if pair is None or x not in named(pair[0].oshape) or pair[0].split_kind(x) != "diag":
+                return None
+            return Concat(*pair, idim=x, odim=x, block_sizes=(k, dims[x] - k))
+        # a block-diagonal Stack over input dim x, one block per entry
+        small = [d for d in names if 1 <= dims[d] <= 3 and len(names) > 1]
+        if not small:
+            return None
+        x = rng.choice(small)
+        inner = {d: n for d, n in dims.items() if d != x}
+        a = grow(inner, depth)
+        blocks = [a] + [refresh_leaves(gen, a) for _ in range(dims[x] - 1)]
+        p = names.index(x)
+        odim = x if kind == "stack_blockdiag" else fresh("T", used | set(a.dims))
+        return Stack(*blocks, idim=(x, p), odim=(odim, min(p, len(named(a.oshape)))))
+
     def grow(dims, depth):
         if depth == 0:
             op = random_leaf(rng, gen, dtype, dims, used, types)
         else:
-            kind = rng.choice(["chain", "chain", "add", "normal", "scale", "adjoint"])
-            a = grow(dims, depth - 1)
-            if kind == "chain":
+            kind = rng.choice(NODES)
+            op = block(kind, dims, depth - 1) if kind in NODES[7:] else None
+            if op is None and kind in NODES[7:]:
+                kind = "chain"
+            a = grow(dims, depth - 1) if op is None else None
+            if op is not None:
+                pass
+            elif kind == "chain":
                 b = grow(output_dims(a, dims, dtype), depth - 1)
                 op = compose.Chain(a, b)
             elif kind == "add":
@@ -62,6 +129,8 @@ def random_tree(seed, dtype, dims, depth, types=None):
                 op = a.normal()
             elif kind == "scale":
                 op = randn(gen, (), dtype) * a
+            elif kind == "scale_python":
+                op = _python_scalar(gen, dtype) * a
             else:
                 # (Bᴴ) for a B whose output is dims: B = aᴴ-shaped via its normal
                 op = a.normal().adjoint()

@@ -27,7 +27,7 @@ def fft(gen, dtype, dims, avoid):
     return ops.FFT(len(grid), batch, (grid, kgrid), centered=bool(_pick(gen, 2)))
 
 
-@register_factory("Pad")
+@register_factory("Pad", min_size=0)
 def pad(gen, dtype, dims, avoid):
     batch, grid = _split(gen, dims)
     size = tuple(dims[d] for d in grid)
@@ -59,7 +59,7 @@ def truncate(gen, dtype, dims, avoid):
     return ops.Truncate(k - len(ishape) * _pick(gen, 2), n, 1 + _pick(gen, n), ishape, oshape)
 
 
-@register_factory("PadDim")
+@register_factory("PadDim", min_size=0)
 def pad_dim(gen, dtype, dims, avoid):
     k, ishape, oshape = _one_dim(gen, dims, avoid)
     n = dims[ishape[k]]

@@ -37,7 +37,10 @@ def rearrange(gen, dtype, dims, avoid):
     if _pick(gen, 3) == 0:  # a unit axis
         groups.insert(_pick(gen, len(groups) + 1), [])
     opattern = " ".join(f"({' '.join(g)})" if len(g) != 1 else g[0] for g in groups)
-    onames = fresh_names(["R" + "".join(g) if g else "U" for g in groups], set(avoid) | set(dims))
+    onames = list(fresh_names(["R" + "".join(g) if g else "U" for g in groups], set(avoid) | set(dims)))
+    for k, g in enumerate(groups):  # a single axis may keep its input name (a splittable dim)
+        if len(g) == 1 and _pick(gen, 2):
+            onames[k] = names[axes.index(g[0])]
     return ops.Rearrange(" ".join(axes), opattern, names, onames, lengths)
 
 
@@ -52,7 +55,7 @@ def sum_reduce(gen, dtype, dims, avoid):
     return ops.SumReduce(names, tuple(kept), sizes={r: dims[r]})
 
 
-@register_factory("Repeat")
+@register_factory("Repeat", min_size=0)
 def repeat(gen, dtype, dims, avoid):
     names = list(dims)
     new = fresh("R", set(avoid) | set(dims))

@@ -14,7 +14,7 @@ def _dense_rows(gen, dtype, dims, m, rows, c):
     return ops.Dense(randn(gen, (rows, dims[c]), dtype), (m, c), names, oshape)
 
 
-@register_factory("Concat.vertical")
+@register_factory("Concat.vertical", min_size=0)
 def concat_vertical(gen, dtype, dims, avoid):
     m = fresh("M", set(avoid) | set(dims))
     c = list(dims)[-1]
@@ -48,7 +48,7 @@ def concat_horizontal(gen, dtype, dims, avoid):
     )
 
 
-@register_factory("Stack")
+@register_factory("Stack", min_size=0)
 def stack(gen, dtype, dims, avoid):
     names = tuple(dims)
     s = fresh("S", set(avoid) | set(dims))
@@ -69,3 +69,52 @@ def stack_blockdiag(gen, dtype, dims, avoid):
         raise NotApplicable("Stack.blockdiag needs two dims")
     blocks = [ops.Diagonal(randn(gen, tuple(inner.values()), dtype), tuple(inner)) for _ in range(2)]
     return Stack(*blocks, idim=names[0], odim=names[0])
+
+
+def _pick(gen, n):
+    return int(torch.randint(n, (1,), generator=gen))
+
+
+def _cuts(gen, n, parts):
+    """``parts`` positive sizes summing to ``n`` (n >= parts)."""
+    cuts = sorted(int(c) for c in torch.randperm(n - 1, generator=gen)[: parts - 1] + 1)
+    edges = [0, *cuts, n]
+    return tuple(b - a for a, b in zip(edges, edges[1:]))
+
+
+@register_factory("Concat.rename", min_size=2)
+def concat_rename(gen, dtype, dims, avoid):
+    """Block-diagonal from input dim X to a new output dim M, with non-square blocks."""
+    names = tuple(dims)
+    x = names[_pick(gen, len(names))]
+    m = fresh("M", set(avoid) | set(dims))
+    oshape = tuple(m if d == x else d for d in names)
+    batch = [d for d in names if d != x][:1]
+    blocks = []
+    for k in _cuts(gen, dims[x], 2):
+        wshape = tuple(batch) + (m, x)
+        rows = 1 + _pick(gen, 3)
+        blocks.append(ops.Dense(randn(gen, tuple(dims[d] for d in batch) + (rows, k), dtype), wshape, names, oshape))
+    return Concat(*blocks, idim=x, odim=m)
+
+
+@register_factory("Stack.rename")
+def stack_rename(gen, dtype, dims, avoid):
+    """Block-diagonal from the leading input dim S (one block per entry) to a new output dim T."""
+    names = tuple(dims)
+    s, inner = names[0], dict(list(dims.items())[1:])
+    if not inner or not 1 <= dims[s] <= 3:
+        raise NotApplicable("Stack.rename needs a leading dim of size 1 to 3 and another dim")
+    t = fresh("T", set(avoid) | set(dims))
+    blocks = [ops.Diagonal(randn(gen, tuple(inner.values()), dtype), tuple(inner)) for _ in range(dims[s])]
+    return Stack(*blocks, idim=s, odim=t)
+
+
+@register_factory("Concat.uneven", min_size=2)
+def concat_uneven(gen, dtype, dims, avoid):
+    """Blocks that act on any size of X (Scalar, Identity), given ``block_sizes``."""
+    names = tuple(dims)
+    x = names[_pick(gen, len(names))]
+    sizes = _cuts(gen, dims[x], min(dims[x], 2 + _pick(gen, 2)))
+    blocks = [ops.Scalar(randn(gen, (), dtype), names) if _pick(gen, 3) else ops.Identity(names) for _ in sizes]
+    return Concat(*blocks, idim=x, odim=x, block_sizes=sizes)

@@ -11,7 +11,7 @@ def _pick(gen, n):
     return int(torch.randint(n, (1,), generator=gen))
 
 
-@register_factory("Dense")
+@register_factory("Dense", min_size=0)
 def dense(gen, dtype, dims, avoid):
     names = list(dims)
     k = _pick(gen, len(names))
@@ -24,7 +24,7 @@ def dense(gen, dtype, dims, avoid):
     return ops.Dense(weight, wshape, tuple(names), oshape)
 
 
-@register_factory("Dense.expand")
+@register_factory("Dense.expand", min_size=0)
 def dense_expand(gen, dtype, dims, avoid):
     c = fresh("C", set(avoid) | set(dims))
     names = tuple(dims)
@@ -32,29 +32,29 @@ def dense_expand(gen, dtype, dims, avoid):
     return ops.Dense(weight, (c,) + names, names, (c,) + names)
 
 
-@register_factory("Diagonal")
+@register_factory("Diagonal", min_size=0)
 def diagonal(gen, dtype, dims, avoid):
     names = tuple(dims)
     trailing = names[_pick(gen, len(names)):]
     return ops.Diagonal(randn(gen, tuple(dims[d] for d in trailing), dtype), names)
 
 
-@register_factory("Scalar")
+@register_factory("Scalar", min_size=0)
 def scalar(gen, dtype, dims, avoid):
     return ops.Scalar(randn(gen, (), dtype), tuple(dims))
 
 
-@register_factory("Identity")
+@register_factory("Identity", min_size=0)
 def identity(gen, dtype, dims, avoid):
     return ops.Identity(tuple(dims))
 
 
-@register_factory("Zero")
+@register_factory("Zero", min_size=0)
 def zero(gen, dtype, dims, avoid):
     return ops.Zero(tuple(dims))
 
 
-@register_factory("FunctionLinop")
+@register_factory("FunctionLinop", min_size=0)
 def function(gen, dtype, dims, avoid):
     names = tuple(dims)
     w = randn(gen, tuple(dims.values()), dtype)
@@ -66,7 +66,7 @@ def _flip_scale(w, x):
     return torch.flip(x, (-1,)) * w
 
 
-@register_factory("FunctionLinop.adjoint_fn")
+@register_factory("FunctionLinop.adjoint_fn", min_size=0)
 def function_adj(gen, dtype, dims, avoid):
     names = tuple(dims)
     w = randn(gen, tuple(dims.values()), dtype)
@@ -81,3 +81,55 @@ def _scale_roll(w, x):
 
 def _scale_roll_adjoint(w, y):
     return torch.roll(y, -1, -1) * w.conj()
+
+
+def _renamed(gen, dims, avoid):
+    """``dims`` with a random non-empty subset given fresh names (same sizes, same order)."""
+    names = tuple(dims)
+    k = _pick(gen, len(names))
+    taken = set(avoid) | set(dims)
+    out = list(names)
+    for i in range(len(names)):
+        if i == k or _pick(gen, 2):
+            out[i] = fresh(names[i], taken)
+            taken.add(out[i])
+    return names, tuple(out)
+
+
+@register_factory("Identity.rename", min_size=0)
+def identity_rename(gen, dtype, dims, avoid):
+    return ops.Identity(*_renamed(gen, dims, avoid))
+
+
+@register_factory("Zero.rename", min_size=0)
+def zero_rename(gen, dtype, dims, avoid):
+    return ops.Zero(*_renamed(gen, dims, avoid))
+
+
+@register_factory("Scalar.python", min_size=0)
+def scalar_python(gen, dtype, dims, avoid):
+    c = float(randn(gen, (), torch.float64))
+    if dtype.is_complex and _pick(gen, 2):
+        c = complex(c, float(randn(gen, (), torch.float64)))
+    return ops.Scalar(c, tuple(dims))
+
+
+@register_factory("Dense.broadcast", min_size=0)
+def dense_broadcast(gen, dtype, dims, avoid):
+    """A weight with a size-1 axis over one input dim, left to broadcasting."""
+    names = tuple(dims)
+    b = names[_pick(gen, len(names))]
+    m = fresh("M", set(avoid) | set(dims))
+    c = names[-1] if names[-1] != b else None
+    wshape = (b, m) + ((c,) if c else ())
+    weight = randn(gen, (1, 2) + ((dims[c],) if c else ()), dtype)
+    oshape = tuple(d for d in names if d != c) + (m,)
+    return ops.Dense(weight, wshape, names, oshape, broadcast_dims=(b,))
+
+
+@register_factory("Diagonal.broadcast", min_size=0)
+def diagonal_broadcast(gen, dtype, dims, avoid):
+    names = tuple(dims)
+    b = names[_pick(gen, len(names))]
+    shape = tuple(1 if d == b else dims[d] for d in names)
+    return ops.Diagonal(randn(gen, shape, dtype), names, broadcast_dims=(b,))
