@@ -3,10 +3,10 @@
 from . import factories  # noqa: F401  (registers the built-in factories)
 from .checks import check_adjoint, check_normal, check_pytree, default_rtol, inner, random_input
 from .registry import FACTORIES, DTYPES, NotApplicable, register_factory, randn, input_for, output_dims
-from .trees import random_leaf, random_tree, refresh_leaves
+from .trees import NODES, random_leaf, random_tree, refresh_leaves
 
 __all__ = [
     "check_adjoint", "check_normal", "check_pytree", "default_rtol", "inner", "random_input",
     "FACTORIES", "DTYPES", "NotApplicable", "register_factory", "randn", "input_for",
-    "output_dims", "random_leaf", "random_tree", "refresh_leaves",
+    "output_dims", "NODES", "random_leaf", "random_tree", "refresh_leaves",
 ]

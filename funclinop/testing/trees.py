@@ -13,8 +13,8 @@ from .registry import FACTORIES, NotApplicable, output_dims, randn
 __all__ = ["random_leaf", "random_tree", "refresh_leaves", "NODES"]
 
 # Inner nodes of random trees (chains twice: most pipelines are chains).
-NODES = ("chain", "chain", "add", "normal", "scale", "scale_python", "adjoint",
-         "stack", "concat_rows", "blockdiag", "stack_blockdiag", "stack_rename")
+BLOCK_NODES = ("stack", "concat_rows", "blockdiag", "stack_blockdiag", "stack_rename")
+NODES = ("chain", "chain", "add", "normal", "scale", "scale_python", "adjoint") + BLOCK_NODES
 
 
 def random_leaf(rng, gen, dtype, dims, used, types=None):
@@ -114,9 +114,9 @@ def random_tree(seed, dtype, dims, depth, types=None):
             op = random_leaf(rng, gen, dtype, dims, used, types)
         else:
             kind = rng.choice(NODES)
-            op = block(kind, dims, depth - 1) if kind in NODES[7:] else None
-            if op is None and kind in NODES[7:]:
-                kind = "chain"
+            op = block(kind, dims, depth - 1) if kind in BLOCK_NODES else None
+            if op is None and kind in BLOCK_NODES:
+                kind = "chain"  # the block node does not apply to these dims
             a = grow(dims, depth - 1) if op is None else None
             if op is not None:
                 pass
