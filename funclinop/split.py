@@ -85,6 +85,8 @@ def tile(linop, slices):
             raise TypeError(f"tile: the slice for dim {d!r} must be a slice, got {type(s).__name__}")
         if s.indices(n)[2] != 1:
             raise ValueError(f"tile: the slice for dim {d!r} must be contiguous (step 1), got {s}")
+        if slice(*s.indices(n)[:2]) != slice(0, n):
+            _check_kind("tile", linop, d)
     return linop.tile(slices)
 
 

@@ -39,6 +39,8 @@ def test_a_dim_renamed_inside_a_chain_is_refused(rename, stack):
             batch(A, {dim: 2}, stack)
         with pytest.raises(ValueError, match=f"'{dim}'"):
             fl.split_linop(A, {dim: 2})
+    with pytest.raises(ValueError, match="'N'"):
+        fl.tile(A, {"N": slice(0, 2)})
 
 
 def test_the_renaming_operator_is_named_in_the_error():
