@@ -5,6 +5,8 @@ normal are pure functions; splitting it over named dims is a pure function
 returning a pytree of tiles. See ``docs/`` for the guide.
 """
 
+from importlib import metadata as _metadata
+
 from . import alg, device, dims  # noqa: F401  (public submodules)
 from .compose import Add, Chain
 from .concat import Concat, Stack
@@ -37,7 +39,19 @@ from .ops import (
 )
 from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("funclinop")
+except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that is not installed
+    __version__ = "0+unknown"
+
+
+def __getattr__(name):
+    # funclinop.testing (checks, factories, strategies) loads on first use
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module(".testing", __name__)
+    raise AttributeError(f"module 'funclinop' has no attribute {name!r}")
 
 __all__ = [
     # the protocol and its pure functions

@@ -1,8 +1,9 @@
 """Hypothesis strategies drawing random operators and matching inputs.
 
->>> from hypothesis import given
->>> from funclinop.testing import strategies as fst
->>> @given(fst.cases(depth=3))
+>>> from hypothesis import given, settings
+>>> from funclinop.testing import check_adjoint, strategies as fst
+>>> @settings(deadline=None)
+... @given(fst.cases(depth=3))
 ... def test_adjoint(case):
 ...     check_adjoint(case.op, case.x)
 """
@@ -10,8 +11,13 @@
 from dataclasses import dataclass
 
 import torch
-from hypothesis import assume
-from hypothesis import strategies as st
+try:
+    from hypothesis import assume
+    from hypothesis import strategies as st
+except ImportError as e:  # pragma: no cover - exercised in an environment without hypothesis
+    raise ImportError(
+        "funclinop.testing.strategies needs hypothesis: pip install 'funclinop[testing]'"
+    ) from e
 
 from .registry import DTYPES, NotApplicable, input_for
 from .trees import random_tree
