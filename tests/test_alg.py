@@ -174,6 +174,130 @@ def test_cg_rejects_bad_x0():
         cg(A, torch.ones(3), torch.ones(4))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_cg_rejects_non_finite_b_or_x0(bad):
+    A = fl.Diagonal(torch.tensor([1.0, 2.0]), ("N",))
+    with pytest.raises(ValueError, match=r"b \(2,\) has non-finite"):
+        cg(A, torch.tensor([bad, 1.0]))
+    with pytest.raises(ValueError, match=r"x0 \(2,\) has non-finite"):
+        cg(A, torch.ones(2), torch.tensor([1.0, bad]))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_cg_fixed_mode_non_finite_b_is_nan(bad):
+    """tol=None cannot inspect b: the result is NaN and unconverged, never 0 and converged."""
+    gen = torch.Generator().manual_seed(15)
+    A, G = spd_dense(gen, 4, torch.float64)
+    b = randn(gen, 4)
+    b[2] = bad
+    x, info = cg(A, b, tol=None, max_iter=10, return_info=True)
+    assert torch.isnan(x).all() and torch.isnan(info.residual_norm) and not bool(info.converged)
+    bs = torch.stack([randn(gen, 4), b])
+    xs = torch.func.vmap(lambda b: cg(A, b, tol=None, max_iter=10))(bs)
+    torch.testing.assert_close(xs[0], torch.linalg.solve(G, bs[0]), rtol=1e-8, atol=1e-10)
+    assert torch.isnan(xs[1]).all()
+
+
+def test_cg_overflowing_norm_never_converges():
+    """A finite b whose squared norm overflows float32: no false claim (was tol²·inf)."""
+    A = fl.Diagonal(torch.tensor([1.0, 2.0]), ("N",))
+    x, info = cg(A, torch.tensor([1e30, 1.0]), return_info=True)
+    assert torch.isnan(x).all() and not bool(info.converged)
+
+
+@pytest.mark.parametrize("tol", [1e-8, None])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_cg_non_finite_operator_output_is_nan(bad, tol):
+    """A non-finite value appearing mid-solve stops it: NaN, unconverged."""
+    gen = torch.Generator().manual_seed(16)
+    A, _ = spd_dense(gen, 6, torch.float64)
+    calls = []
+
+    def flaky(x):
+        calls.append(1)
+        y = A(x)
+        return y if len(calls) < 3 else y * bad
+
+    x, info = cg(flaky, randn(gen, 6), tol=tol, max_iter=20, return_info=True)
+    assert torch.isnan(x).all() and torch.isnan(info.residual_norm) and not bool(info.converged)
+    assert len(calls) == (3 if tol else 20)
+    M = fl.Diagonal(torch.tensor([1.0, bad, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64), ("N",))
+    x, info = cg(A, randn(gen, 6), M=M, tol=tol, max_iter=20, return_info=True)
+    assert torch.isnan(x).all() and not bool(info.converged)
+
+
+@pytest.mark.parametrize("tol", [1e-8, None])
+def test_cg_inconsistent_two_by_two(tol):
+    """Diagonal([1, 0]), b = [1, 1]: no solution. The first step (x = [2, 2]) leaves
+    the residual norm at sqrt(2) and the next direction [0, 2] is null, so the
+    solve stops with the start, the smallest-residual iterate: finite, unconverged."""
+    A = fl.Diagonal(torch.tensor([1.0, 0.0], dtype=torch.float64), ("N",))
+    b = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    x, info = cg(A, b, tol=tol, max_iter=50, return_info=True)
+    assert torch.equal(x, torch.zeros(2, dtype=torch.float64))
+    assert int(info.iterations) == 0 and not bool(info.converged)
+    torch.testing.assert_close(info.residual_norm, torch.tensor(2.0, dtype=torch.float64).sqrt())
+
+
+def inconsistent_systems():
+    gen = torch.Generator().manual_seed(17)
+    d = torch.cat([torch.linspace(1, 2, 5, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
+    diagonal = fl.Diagonal(d, ("N",)), torch.diag(d), torch.ones(6, dtype=torch.float64)
+    yield pytest.param(*diagonal, 1e-8, id="diagonal-tol")
+    yield pytest.param(*diagonal, None, id="diagonal-fixed")
+    for dtype in DTYPES:
+        W = randn(gen, 3, 8, dtype=dtype)  # A.N on 8 dims has rank 3
+        op = fl.Dense(W, ("M", "N"), ("N",), ("M",)).N
+        b = randn(gen, 8, dtype=dtype)
+        yield pytest.param(op, W.mH @ W, b, 1e-8, id=f"dense-{dtype}-tol")
+        yield pytest.param(op, W.mH @ W, b, None, id=f"dense-{dtype}-fixed")
+
+
+@pytest.mark.parametrize("A, G, b, tol", list(inconsistent_systems()))
+def test_cg_inconsistent_singular_stays_bounded(A, G, b, tol):
+    """b outside the range: CG's own iterates diverge (the diagonal's overflowed to
+    NaN; the dense ones jump ~1e15 along a direction null to rounding). cg stops,
+    never claims convergence, and with a tol returns an iterate no worse than
+    the start's with its true residual."""
+    x, info = cg(A, b, tol=tol, max_iter=300, return_info=True)
+    assert torch.isfinite(x).all() and not bool(info.converged)
+    if tol is None and not isinstance(A, fl.Diagonal):
+        return  # the fixed mode selects by the recurrence residual alone (see cg's Notes)
+    true_residual = torch.linalg.vector_norm(b - G @ x)
+    torch.testing.assert_close(info.residual_norm, true_residual, rtol=1e-6, atol=0)
+    # The residual keeps b's null-space component, and is no larger than the start's.
+    null_part = b - G @ (torch.linalg.pinv(G, hermitian=True) @ b)
+    assert float(torch.linalg.vector_norm(null_part)) <= float(true_residual) <= float(torch.linalg.vector_norm(b))
+    if isinstance(A, fl.Diagonal):
+        # Null directions are exactly null here: the smallest-residual iterate is bounded.
+        assert float(torch.linalg.vector_norm(x)) <= 10 * float(torch.linalg.vector_norm(b))
+
+
+@pytest.mark.parametrize("M", [None, "jacobi"])
+def test_cg_ill_conditioned_pd_is_not_stopped_as_divergent(M):
+    """cond(A) = 1e16: residuals rise and fall on the way, but stay within sqrt(cond(A))
+    of the best, so the divergence stop must not fire before convergence."""
+    d = torch.logspace(-16, 0, 20, dtype=torch.float64)
+    A = fl.Diagonal(d, ("N",))
+    M = None if M is None else fl.Diagonal(1 / (d * torch.linspace(1, 1.5, 20, dtype=torch.float64)), ("N",))
+    b = torch.ones(20, dtype=torch.float64)
+    x, info = cg(A, b, M=M, tol=1e-10, max_iter=1000, return_info=True)
+    assert bool(info.converged)
+    # The recurrence residual drifts from the true one by about eps * cond(A) * |x| / |b|.
+    assert float(torch.linalg.vector_norm(b - d * x)) <= 1e-9 * float(torch.linalg.vector_norm(b))
+
+
+def test_cg_and_power_method_compile_fullgraph():
+    gen = torch.Generator().manual_seed(19)
+    A, G = spd_dense(gen, 5, torch.float64)
+    b, x0 = randn(gen, 5), randn(gen, 5)
+    solve = torch.compile(lambda A, b: cg(A, b, tol=None, max_iter=8, return_info=True), fullgraph=True, backend="eager")
+    x, info = solve(A, b)
+    torch.testing.assert_close(x, torch.linalg.solve(G, b), rtol=1e-8, atol=1e-10)
+    top = torch.compile(lambda A, x0: power_method(A, x0, tol=None, max_iter=200), fullgraph=True, backend="eager")
+    torch.testing.assert_close(top(A, x0)[0], torch.linalg.eigvalsh(G)[-1], rtol=1e-8, atol=0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_power_method_matches_eigvalsh(dtype):
     gen = torch.Generator().manual_seed(10)
@@ -194,13 +318,123 @@ def test_power_method_negative_dominant_eigenvalue():
     torch.testing.assert_close(v.abs(), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-6, rtol=0)
 
 
+ZERO_OPERATORS = {
+    "Zero": lambda dtype: fl.Zero(("N",)),
+    "Diagonal": lambda dtype: fl.Diagonal(torch.zeros(4, dtype=dtype), ("N",)),
+    "Dense": lambda dtype: fl.Dense(torch.zeros(4, 4, dtype=dtype), ("M", "N"), ("N",), ("M",)),
+}
+
+
 @pytest.mark.parametrize("tol", [1e-6, None])
-def test_power_method_zero_operator(tol):
-    Z = fl.Dense(torch.zeros(4, 4, dtype=torch.complex128), ("M", "N"), ("N",), ("M",))
-    lam, v = power_method(Z, max_iter=10, tol=tol, generator=torch.Generator().manual_seed(0))
-    assert float(lam) == 0.0 and torch.isfinite(v).all() and v.shape == (4,)
-    lam, v = power_method(Z, torch.zeros(4, dtype=torch.complex128), max_iter=10, tol=tol)
-    assert float(lam) == 0.0 and torch.isfinite(v).all()
+@pytest.mark.parametrize("make", ZERO_OPERATORS.values(), ids=ZERO_OPERATORS.keys())
+def test_power_method_zero_operator(make, tol):
+    """Eigenvalue 0 and the normalised start vector: no NaN, no false magnitude."""
+    Z = make(torch.complex128)
+    x0 = torch.tensor([1.0, 2.0, 0.0, 2.0], dtype=torch.complex128)
+    lam, v = power_method(Z, x0, max_iter=10, tol=tol)
+    assert float(lam) == 0.0 and lam.dtype == torch.float64
+    torch.testing.assert_close(v, x0 / 3)
+
+
+@pytest.mark.parametrize("bad", [0.0, float("nan"), float("inf")])
+def test_power_method_rejects_zero_or_non_finite_start(bad):
+    D = fl.Diagonal(torch.tensor([1.0, -3.0, 2.0]), ("N",))
+    x0 = torch.zeros(3)
+    x0[1] = bad
+    with pytest.raises(ValueError, match="x0"):
+        power_method(D, x0)
+
+
+def test_power_method_fixed_mode_zero_start_gives_nan():
+    """tol=None cannot inspect x0: a zero start is NaN, never a zero "unit" vector."""
+    D = fl.Diagonal(torch.tensor([1.0, -3.0, 2.0]), ("N",))
+    lam, v = power_method(D, torch.zeros(3), max_iter=5, tol=None)
+    assert torch.isnan(lam) and torch.isnan(v).all()
+
+
+def hermitian(gen, eigenvalues, dtype):
+    """Q diag(eigenvalues) Qᴴ for a random unitary Q, as a Dense operator and a matrix."""
+    n = len(eigenvalues)
+    Q, _ = torch.linalg.qr(randn(gen, n, n, dtype=torch.complex128 if dtype.is_complex else torch.float64))
+    H = Q @ torch.diag(torch.tensor(eigenvalues, dtype=Q.dtype)) @ Q.mH
+    H = ((H + H.mH) / 2).to(dtype)
+    return fl.Dense(H, ("M", "N"), ("N",), ("M",)), H
+
+
+SPECTRA = {
+    "positive": [5.0, 3.0, 2.0, 1.0, 0.5, 0.1, 0.0],
+    "negative-dominant": [-5.0, 3.0, -2.5, 1.0, 0.5, -0.1, 2.0],
+    "plus-minus": [4.0, -4.0, 2.5, -2.0, 1.0, 0.3, -0.7],
+}
+# tol, the relative accuracy of the eigenvalue, and of the eigenvector residual
+# (about sqrt(tol): the eigenvalue converges twice as fast as the vector).
+ACCURACY = {torch.float32: (1e-6, 1e-5, 3e-3), torch.float64: (1e-13, 1e-10, 1e-6)}
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["tol", "fixed"])
+@pytest.mark.parametrize("spectrum", SPECTRA.values(), ids=SPECTRA.keys())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128], ids=str)
+def test_power_method_hermitian_matches_eigvalsh(dtype, spectrum, fixed):
+    gen = torch.Generator().manual_seed(13)
+    A, H = hermitian(gen, spectrum, dtype)
+    real = H.real.dtype
+    tol, rtol, vtol = ACCURACY[real]
+    want = torch.linalg.eigvalsh(H.to(torch.complex128 if dtype.is_complex else torch.float64))
+    top = want.abs().max()
+    for seed in range(3):
+        kw = dict(max_iter=400, tol=None) if fixed else dict(max_iter=2000, tol=tol)
+        lam, v = power_method(A, generator=torch.Generator().manual_seed(seed), **kw)
+        assert lam.dtype == real and v.dtype == dtype
+        # The eigenvalue is one of largest magnitude (either sign when both are).
+        nearest = want[(want - lam.double()).abs().argmin()]
+        torch.testing.assert_close(lam.double(), nearest, rtol=rtol, atol=0)
+        torch.testing.assert_close(lam.double().abs(), top, rtol=rtol, atol=0)
+        torch.testing.assert_close(torch.linalg.vector_norm(v), torch.ones((), dtype=real))
+        assert float(torch.linalg.vector_norm(H @ v - lam * v)) <= vtol * float(top)
+
+
+@pytest.mark.parametrize("x0", [None, "ones"])
+def test_power_method_plus_minus_pair(x0):
+    """±3 both dominant: the iterates alternate, yet the magnitude and an eigenpair come out."""
+    D = fl.Diagonal(torch.tensor([1.0, -3.0, 3.0, 0.5], dtype=torch.float64), ("N",))
+    for seed in range(5):
+        start = torch.ones(4, dtype=torch.float64) if x0 else None
+        lam, v = power_method(D, start, tol=1e-10, max_iter=500, generator=torch.Generator().manual_seed(seed))
+        assert abs(abs(float(lam)) - 3.0) <= 1e-8
+        # The sign is the eigenvector's with the larger start component (a tie picks +).
+        if x0:
+            assert float(lam) > 0
+        assert float(torch.linalg.vector_norm(D(v) - lam * v)) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(9, 4), (4, 9)], ids=["tall", "wide"])
+def test_power_method_largest_singular_value(shape, dtype):
+    """What the docstring promises for a non-square (or non-Hermitian) B: sqrt of B.N's top eigenvalue."""
+    gen = torch.Generator().manual_seed(14)
+    W = randn(gen, *shape, dtype=dtype)
+    B = fl.Dense(W, ("M", "N"), ("N",), ("M",))
+    lam, _ = power_method(B.N, generator=gen, tol=1e-14, max_iter=5000)
+    torch.testing.assert_close(lam.sqrt(), torch.linalg.svdvals(W)[0], rtol=1e-8, atol=0)
+
+
+def test_power_method_refuses_non_square_operator():
+    B = fl.Dense(torch.randn(7, 4), ("M", "N"), ("N",), ("M",))
+    with pytest.raises(fl.ShapeError, match=r"Dense.*\(4,\).*\(7,\)"):
+        power_method(B)
+
+
+def test_power_method_non_finite_operator_is_nan():
+    D = fl.Diagonal(torch.tensor([1.0, float("nan"), 2.0]), ("N",))
+    calls = []
+
+    def A(x):
+        calls.append(1)
+        return D(x)
+
+    lam, v = power_method(A, torch.ones(3), max_iter=50)
+    assert torch.isnan(lam) and len(calls) == 2  # stops at once, does not run max_iter
+    assert torch.isnan(power_method(D, torch.ones(3), max_iter=5, tol=None)[0])
 
 
 def test_power_method_is_pure_and_reproducible():

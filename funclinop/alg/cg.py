@@ -12,9 +12,12 @@ __all__ = ["cg", "CGInfo"]
 class CGInfo(NamedTuple):
     """What :func:`cg` did.
 
-    ``iterations``: the number of iterations that updated the solution (an
-    int64 tensor); ``residual_norm``: ``||b - A x||`` as tracked by the
-    recurrence; ``converged``: whether ``residual_norm <= tol * ||b||``.
+    ``iterations``: the number of iterations that produced the returned
+    ``x`` (an int64 tensor); ``residual_norm``: its ``||b - A x||``, as
+    tracked by the recurrence, recomputed directly when a solve with a
+    ``tol`` ends unconverged, NaN when a non-finite value entered the solve;
+    ``converged``: whether ``residual_norm <= tol * ||b||`` (with
+    ``tol=None``: whether it is exactly 0), never true for a non-finite one.
     """
 
     iterations: torch.Tensor
@@ -39,11 +42,13 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     max_iter : int
         The most iterations to run.
     tol : float or None
-        Stop when ``||b - A x|| <= tol * ||b||``. With ``tol=None`` or
-        ``tol=0`` exactly ``max_iter`` iterations run and no Python branch
-        depends on tensor values: use this mode under ``torch.func.vmap``,
+        Stop when ``||b - A x|| <= tol * ||b||``. A ``b`` or ``x0`` with NaN
+        or inf entries raises ValueError. With ``tol=None`` or ``tol=0``
+        exactly ``max_iter`` iterations run and no Python branch depends on
+        tensor values: use this mode under ``torch.func.vmap``,
         ``torch.func.grad`` (differentiating through the unrolled
-        iterations) and ``torch.compile(fullgraph=True)``.
+        iterations) and ``torch.compile(fullgraph=True)``; ``b`` and ``x0``
+        are then not inspected, and non-finite ones give NaN (see Notes).
     M : Linop or callable, optional
         A Hermitian positive definite preconditioner approximating A⁻¹.
     return_info : bool
@@ -56,10 +61,37 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     Notes
     -----
     ``b == 0`` returns zeros (the minimum-norm solution), whatever ``x0``.
+
     Breakdown never produces NaN: an iteration where ``pᴴAp <= 0`` or the
     residual is exactly zero stops the solve (in the fixed-iteration mode
     the remaining iterations leave the solution unchanged), and every
-    division is guarded, so the result stays finite and differentiable.
+    division is guarded. The solve also stops when the residual norm grows
+    past ``1/sqrt(eps)`` (eps of b's dtype) times the smallest so far: for
+    a consistent system it can grow by at most ``sqrt(cond(A))``. The
+    returned ``x`` is the iterate with the smallest residual norm (the last
+    one whenever the solve converges). A solve with a ``tol`` that ends
+    unconverged recomputes that residual as ``b - A x`` (one more
+    application of A) and returns the start instead if it is no smaller.
+
+    A singular A with ``b`` outside its range has no solution, and CG does
+    not converge on it, not even on the range part. The residual keeps b's
+    null-space component, so it never falls below that component's norm and
+    ``converged`` stays false (unless tol is that loose), while the iterates
+    diverge along the null space: geometrically (to overflow, left alone),
+    or in one jump of about ``1/eps`` when ``pᴴAp`` of a null direction
+    comes out as a small positive rounding error. cg stops at such a
+    breakdown or blow-up; the ``x`` it returns is finite but is not a
+    least-squares solution, often the start itself, and after a rounding
+    jump it can be huge. For ``Diagonal([1, 0])`` and ``b = [1, 1]``, the
+    first step gives ``x = [2, 2]`` with the residual norm unchanged at
+    sqrt(2), the next direction ``[0, 2]`` is null, and cg returns ``x = 0``
+    with ``iterations = 0``. Give a consistent ``b`` (``A.H y`` for
+    ``A.N``) or regularise (``A.N + λI``); with ``b`` in the range CG
+    converges, from ``x0 = 0`` to the minimum-norm solution.
+
+    A non-finite value in the solve (in ``b`` or ``x0`` in the
+    fixed-iteration mode, or from A or M, overflow included) stops it and
+    makes ``x`` and ``residual_norm`` NaN, never a stale finite answer.
 
     Examples
     --------
@@ -79,8 +111,13 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     if not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"cg: max_iter must be a non-negative int, got {max_iter!r}")
     fixed = not tol
+    if not fixed:
+        _require_finite(b, "b")
+        if x0 is not None:
+            _require_finite(x0, "x0")
     b_norm2 = norm2(b)
     threshold = torch.zeros_like(b_norm2) if fixed else (tol * tol) * b_norm2
+    eps = torch.finfo(b_norm2.dtype).eps
     if x0 is None:
         x, r = torch.zeros_like(b), b
     else:
@@ -91,14 +128,18 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     p = z
     rz = inner(r, z).real
     rr = rz if M is None else norm2(r)
-    done = rr <= threshold
+    finite = torch.isfinite(rz) & torch.isfinite(rr)
+    done = ~finite | (rr <= threshold)
     iterations = torch.zeros((), dtype=torch.int64, device=b.device)
+    start = (x, rr, iterations)
+    best_x, best_rr, best_iterations = start
     for _ in range(max_iter):
         if not fixed and bool(done):
             break
         Ap = A(p)
         pAp = inner(p, Ap).real
-        done = done | (pAp <= 0)
+        finite = finite & torch.isfinite(pAp)
+        done = done | ~finite | (pAp <= 0)
         # Once done, alpha = 0 and p is kept: the iterate stops changing.
         alpha = torch.where(done, torch.zeros_like(rz), safe_div(rz, pAp))
         x = x + alpha * p
@@ -109,7 +150,40 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
         iterations = iterations + (~done).to(torch.int64)
         rz = rz_next
         rr = rz if M is None else norm2(r)
-        done = done | (rr <= threshold)
+        finite = finite & torch.isfinite(rz) & torch.isfinite(rr)
+        # For a consistent system ||r_k|| <= sqrt(cond(A)) ||r_j|| (j < k): growth past
+        # 1/sqrt(eps) means b is outside A's range (or A is singular to working precision).
+        done = done | ~finite | (rr <= threshold) | (rr * eps > best_rr)
+        # Keep the smallest-residual iterate, so diverging iterates are not what returns.
+        better = rr < best_rr
+        best_x = torch.where(better, x, best_x)
+        best_rr = torch.where(better, rr, best_rr)
+        best_iterations = torch.where(better, iterations, best_iterations)
+    converged = finite & (best_rr <= threshold)
+    if not fixed and bool(finite & ~converged):
+        best_x, best_rr, best_iterations = _no_worse_than_start(A, b, start, (best_x, best_rr, best_iterations))
+        converged = best_rr <= threshold
+    # Any non-finite value poisons the result visibly instead of leaving a stale finite x.
+    x = torch.where(finite, best_x, torch.full_like(best_x, float("nan")))
     if not return_info:
         return x
-    return x, CGInfo(iterations, rr.sqrt(), rr <= threshold)
+    residual = torch.where(finite, best_rr, torch.full_like(best_rr, float("nan"))).sqrt()
+    return x, CGInfo(best_iterations, residual, converged)
+
+
+def _no_worse_than_start(A, b, start, best):
+    """``best`` with its true squared residual, or ``start`` if that is no smaller.
+
+    A step along a direction that is null only to rounding (``pᴴAp`` tiny but
+    positive, as for b outside A's range) throws x far along it while the
+    recurrence residual drifts away from ``b - A x``: only a direct residual
+    shows it.
+    """
+    x, _, iterations = best
+    rr = norm2(b - A(x))
+    return (x, rr, iterations) if bool(rr < start[1]) else start
+
+
+def _require_finite(t, name):
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"cg: {name} {tuple(t.shape)} has non-finite entries (NaN or inf)")

@@ -3,6 +3,7 @@
 import torch
 
 from ..dims import named
+from ..errors import ShapeError
 from ..linop import Linop
 from ._vec import inner, norm2, operator_dtype_device, safe_div
 
@@ -16,18 +17,23 @@ def power_method(A, x0=None, *, max_iter=100, tol=1e-6, generator=None, dtype=No
     ----------
     A : Linop or callable
         A Hermitian operator mapping its input shape to itself (``A.N`` of
-        any linop qualifies).
+        any linop qualifies). For a non-Hermitian or non-square operator B,
+        ``power_method(B.N)[0].sqrt()`` is its largest singular value.
     x0 : Tensor, optional
-        The starting vector. By default a random one (from ``generator``)
-        shaped by A's input dims, whose sizes must then be fixed by A
-        (``A.size(dim)``); a ``"..."`` in A's ishape adds no batch dims.
+        The starting vector, nonzero. By default a random one (from
+        ``generator``) shaped by A's input dims, whose sizes must then be
+        fixed by A (``A.size(dim)``); a ``"..."`` in A's ishape adds no
+        batch dims.
     max_iter : int
-        The most iterations to run.
+        The most iterations to run (one application of A each, plus one).
     tol : float or None
-        Stop when the eigenvalue estimate changes by at most ``tol`` times
-        its magnitude. With ``tol=None`` or ``tol=0`` exactly ``max_iter``
-        iterations run and no Python branch depends on tensor values (use
-        this mode under ``torch.func`` transforms and ``torch.compile``).
+        Stop when ``||A v||`` (for the current unit vector ``v``, an estimate
+        of ``|eigenvalue|`` that rises towards it) changes by at most ``tol``
+        times its value. A zero or non-finite ``x0`` raises ValueError. With
+        ``tol=None`` or ``tol=0`` exactly ``max_iter`` iterations run and no
+        Python branch depends on tensor values (use this mode under
+        ``torch.func`` transforms and ``torch.compile``); x0 is then not
+        inspected, and a zero x0 gives NaN.
     generator : torch.Generator, optional
         Draws the random starting vector.
     dtype, device : optional
@@ -36,10 +42,21 @@ def power_method(A, x0=None, *, max_iter=100, tol=1e-6, generator=None, dtype=No
     Returns
     -------
     (eigenvalue, vector)
-        The Rayleigh quotient ``vᴴ A v`` (a real 0-dim tensor, signed) and
-        the unit vector ``v`` (shaped like ``x0``). The whole tensor is one
-        vector. A zero operator gives eigenvalue 0 and the normalised start
-        vector; nothing divides by zero.
+        The eigenvalue (a real 0-dim tensor, signed: the Rayleigh quotient
+        ``vᴴ A v``) and the unit eigenvector ``v`` (shaped like ``x0``). The
+        whole tensor is one vector. When both ``+λ`` and ``-λ`` are
+        eigenvalues of largest magnitude, it returns the one whose
+        eigenvector has the larger component in ``x0``. A zero operator
+        gives eigenvalue 0 and the normalised start vector; nothing divides
+        by zero. A non-finite value from A gives NaN.
+
+    Notes
+    -----
+    The iterates ``v_k = A^k x0 / ||A^k x0||`` alternate between two vectors
+    when ``±λ`` are both dominant, so neither they nor their Rayleigh
+    quotients converge; ``||A v_k||`` does (to ``|λ|``). The eigenvector is
+    taken from the last two iterates: ``v_k + v_{k+1}`` (= ``(I + A/|λ|) v_k``)
+    removes the ``-|λ|`` component and ``v_k - v_{k+1}`` the ``+|λ|`` one.
 
     Examples
     --------
@@ -48,6 +65,10 @@ def power_method(A, x0=None, *, max_iter=100, tol=1e-6, generator=None, dtype=No
     >>> lam, v = fl.alg.power_method(A, torch.ones(3), tol=1e-10, max_iter=500)
     >>> round(float(lam), 4)
     -3.0
+    >>> B = fl.Diagonal(torch.tensor([1.0, -3.0, 3.0, 0.5]), ("N",))
+    >>> lam, v = fl.alg.power_method(B, torch.tensor([1.0, 2.0, 1.0, 1.0]), tol=1e-10, max_iter=500)
+    >>> round(float(lam), 4), int(v.abs().argmax())
+    (-3.0, 1)
     """
     if not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"power_method: max_iter must be a non-negative int, got {max_iter!r}")
@@ -56,17 +77,59 @@ def power_method(A, x0=None, *, max_iter=100, tol=1e-6, generator=None, dtype=No
     elif not isinstance(x0, torch.Tensor):
         raise TypeError(f"power_method: x0 must be a torch.Tensor, got {type(x0).__name__}")
     fixed = not tol
-    v = safe_div(x0, norm2(x0).sqrt())
-    eigenvalue = torch.zeros_like(norm2(v))
-    for k in range(max_iter):
-        w = A(v)
-        previous, eigenvalue = eigenvalue, inner(v, w).real
-        # A w == 0 keeps v: the zero operator's eigenvalue is 0, not NaN.
-        w_norm = norm2(w).sqrt()
+    if not fixed:
+        _check_start(x0)
+    # Not safe_div: an (uninspected) zero x0 must give NaN, not a zero "unit" vector.
+    v = x0 / norm2(x0).sqrt()
+    w = _apply_square(A, v)
+    w_norm = norm2(w).sqrt()
+    v_prev, w_prev = v, w
+    for _ in range(max_iter):
+        v_prev, w_prev, previous = v, w, w_norm
+        # A v == 0 keeps v: the zero operator's eigenvalue is 0, not NaN.
         v = torch.where(w_norm == 0, v, safe_div(w, w_norm))
-        if not fixed and k > 0 and bool((eigenvalue - previous).abs() <= tol * eigenvalue.abs()):
+        w = A(v)
+        w_norm = norm2(w).sqrt()
+        if not fixed and bool(~torch.isfinite(w_norm) | ((w_norm - previous).abs() <= tol * w_norm)):
             break
-    return eigenvalue, v
+    return _dominant_pair(v_prev, w_prev, v, w)
+
+
+def _dominant_pair(v, Av, v_next, Av_next):
+    """The eigenpair for ``±||A v||`` in span{v, v_next}, ``v_next = A v / ||A v||``.
+
+    The sum holds the ``+|λ|`` eigencomponent, the difference the ``-|λ|``
+    one: the larger of the two is the dominant eigenvector. Squared norms
+    are compared, so no sqrt of a vanishing norm enters a gradient.
+    """
+    plus, minus = v + v_next, v - v_next
+    take_plus = norm2(plus) >= norm2(minus)
+    u = torch.where(take_plus, plus, minus)
+    Au = torch.where(take_plus, Av + Av_next, Av - Av_next)
+    u_norm2 = norm2(u)
+    return safe_div(inner(u, Au).real, u_norm2), safe_div(u, u_norm2.sqrt())
+
+
+def _check_start(x0):
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError(f"power_method: x0 {tuple(x0.shape)} has non-finite entries (NaN or inf)")
+    if not bool((x0 != 0).any()):
+        raise ValueError(
+            f"power_method: x0 {tuple(x0.shape)} is zero; the power method needs a nonzero start "
+            "vector (leave x0 out for a random one)"
+        )
+
+
+def _apply_square(A, v):
+    """A v, refusing an operator that does not map v's shape to itself."""
+    w = A(v)
+    if w.shape != v.shape:
+        name = A._name() if isinstance(A, Linop) else type(A).__name__
+        raise ShapeError(
+            f"power_method: {name} maps a vector of shape {tuple(v.shape)} to {tuple(w.shape)}; "
+            "it must map its input shape to itself (a Hermitian operator such as A.N)"
+        )
+    return w
 
 
 def _random_start(A, generator, dtype, device):
