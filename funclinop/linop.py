@@ -235,6 +235,8 @@ class Linop:
         except RuntimeError as e:
             if "device" in str(e):
                 _raise_device_error(self, x, e)
+            if "dtype" in str(e) or "scalar type" in str(e):
+                _raise_dtype_error(self, x, e)
             raise
 
     # ---- algebra --------------------------------------------------------
@@ -342,6 +344,19 @@ def _raise_device_error(op, x, error):
     ) from error
 
 
+def _raise_dtype_error(op, x, error):
+    # Built-in operators promote; this names the culprit when a user's kernel does not.
+    dtypes = {}
+    for path, leaf in zip(*optree.tree_flatten_with_path(op)[:2]):
+        if isinstance(leaf, torch.Tensor):
+            dtypes.setdefault(str(leaf.dtype).replace("torch.", ""), ".".join(map(str, path)) or "leaf")
+    leaves = ", ".join(f"{d} (e.g. {p})" for d, p in dtypes.items()) or "none"
+    raise TypeError(
+        f"{op._name()}: cannot apply to an input of dtype {str(x.dtype).replace('torch.', '')} "
+        f"(the operator's tensor leaves: {leaves}): {error}"
+    ) from error
+
+
 def _raise_ndim(op, shape):
     raise ShapeError(
         f"{op._name()}: input of shape {tuple(shape)} has {len(shape)} dims, "
@@ -363,7 +378,14 @@ def _input_check(op):
 
 def _vjp_adjoint(op, y):
     x0 = torch.zeros(_input_shape(op, y), dtype=y.dtype, device=y.device)
-    _, pullback = torch.func.vjp(op.apply, x0)
+    out, pullback = torch.func.vjp(op.apply, x0)
+    if out.dtype != y.dtype:
+        # The pullback returns x0's dtype; Aᴴy has the dtype of y promoted
+        # with the operator's, which A's output on y's dtype shows.
+        dtype = torch.promote_types(y.dtype, out.dtype)
+        if dtype != x0.dtype:
+            out, pullback = torch.func.vjp(op.apply, x0.to(dtype))
+        y = y.to(out.dtype)
     return pullback(y)[0]
 
 

@@ -32,10 +32,18 @@ def safe_div(num, den):
 
 
 def operator_dtype_device(A):
-    """The promoted dtype and the device of an operator's floating leaves, or (None, None)."""
-    dtype, device = None, None
+    """The promoted dtype and the device of an operator's floating leaves, or (None, None).
+
+    As in the dtype rule, a 0-dim leaf (a scalar) can make the dtype complex
+    but sets no precision: with only 0-dim leaves it is torch's default dtype.
+    """
+    dtype, device, complex_ = None, None, False
     for leaf in optree.tree_leaves(A):
         if isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex()):
-            dtype = leaf.dtype if dtype is None else torch.promote_types(dtype, leaf.dtype)
             device = leaf.device if device is None else device
+            complex_ = complex_ or leaf.is_complex()
+            if leaf.ndim > 0:
+                dtype = leaf.dtype if dtype is None else torch.promote_types(dtype, leaf.dtype)
+    if complex_:
+        dtype = torch.promote_types(dtype or torch.get_default_dtype(), torch.complex64)
     return dtype, device

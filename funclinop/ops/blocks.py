@@ -157,11 +157,13 @@ def _to_array(op, y):
 def _overlap_weight(op):
     """Σ over blocks of |mask|² at each grid point: the diagonal of AᴴA."""
     mask = _mask(op)
+    # Without a float mask the weight counts blocks: an integer, so the
+    # normal keeps the input's dtype (a float one would promote it).
     if mask is None:
         # No leaf says where the operator lives: use torch's default device.
-        w = torch.ones(op.block_size)  # default dtype and device
+        w = torch.ones(op.block_size, dtype=torch.int64)
     elif mask.dtype == torch.bool:
-        w = mask.to(torch.get_default_dtype())
+        w = mask.to(torch.int64)
     else:
         w = mask.abs().square() if mask.is_complex() else mask.square()
     w = w.expand(op._nblocks + op.block_size)
@@ -209,8 +211,9 @@ class ArrayToBlocks(_BlocksBase):
 
     The adjoint is :class:`BlocksToArray` (overlap-add); the normal is a
     :class:`Diagonal` over the grid holding, at each point, the sum of
-    |mask|² over the blocks covering it (the overlap count without a mask;
-    then the operator holds no tensor, and that weight is made on torch's
+    |mask|² over the blocks covering it (the overlap count, an integer
+    weight that keeps the input's dtype, without a float mask; without any
+    mask the operator holds no tensor, and that weight is made on torch's
     default device).
 
     >>> import torch, funclinop as fl
@@ -219,7 +222,7 @@ class ArrayToBlocks(_BlocksBase):
     tensor([[0., 1., 2.],
             [2., 3., 4.]])
     >>> A.N.weight
-    tensor([1., 1., 2., 1., 1.])
+    tensor([1, 1, 2, 1, 1])
     """
 
     array_shape: tuple = static(default=None)

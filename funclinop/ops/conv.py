@@ -122,8 +122,10 @@ def _geometry(kshape, flip):
 
 
 def _correlate(x, w, ndim, mode, kpad, padding, circ):
-    dtype = torch.promote_types(x.dtype, w.dtype)
-    x, w = x.to(dtype), w.to(dtype)
+    if x.dtype != w.dtype:
+        # convolution needs one dtype: promote the lower operand
+        dtype = torch.promote_types(x.dtype, w.dtype)
+        x, w = x.to(dtype), w.to(dtype)
     batch = x.shape[: x.ndim - ndim]
     x = (x.flatten(0, x.ndim - ndim - 1) if x.ndim > ndim else x[None]).unsqueeze(1)
     w = w[None, None]

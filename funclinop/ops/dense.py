@@ -248,15 +248,20 @@ def _equation(xl, wl, yl):
 
 def _run(plan, x, w):
     kind = plan[0]
-    if kind == "linear":
-        return F.linear(x, w)
-    if kind == "matmul":
-        return torch.matmul(x, w)
     if kind == "mul":
+        # torch promotes elementwise products itself (a 0-dim weight as a scalar)
         y = _aligned(x, plan[1]) * _aligned(w, plan[2])
         if plan[3]:
             y = y.sum(plan[3])
         return y if plan[4] is None else y.movedim(*plan[4])
+    if x.dtype != w.dtype:
+        # matmul and einsum need one dtype: promote the lower operand
+        dtype = torch.promote_types(x.dtype, w.dtype)
+        x, w = x.to(dtype), w.to(dtype)
+    if kind == "linear":
+        return F.linear(x, w)
+    if kind == "matmul":
+        return torch.matmul(x, w)
     return torch.einsum(plan[1], x, w)
 
 

@@ -82,9 +82,19 @@ class Diagonal(SameShape, Linop):
 class Scalar(SameShape, Linop):
     """Multiplication by a scalar, y = c x (``c * A`` builds one).
 
+    The weight is a 0-dim tensor. A Python number is stored in double
+    precision (float64, or complex128 for a complex one), so it never lowers
+    the precision of the data it scales; as a 0-dim leaf it never raises it
+    either: the output keeps the input's precision, and a complex weight
+    makes a real input complex (torch's rule for Python scalars).
+
     >>> import torch, funclinop as fl
     >>> fl.Scalar(3.0)(torch.ones(2))
     tensor([3., 3.])
+    >>> fl.Scalar(0.1).weight.dtype, fl.Scalar(0.1)(torch.ones(1)).dtype
+    (torch.float64, torch.float32)
+    >>> fl.Scalar(2j)(torch.ones(1, dtype=torch.float64)).dtype
+    torch.complex128
     """
 
     weight: torch.Tensor
@@ -92,7 +102,7 @@ class Scalar(SameShape, Linop):
 
     def __post_init__(self):
         if isinstance(self.weight, (int, float, complex)) and not isinstance(self.weight, bool):
-            object.__setattr__(self, "weight", torch.tensor(self.weight))
+            object.__setattr__(self, "weight", python_scalar(self.weight))
         super().__post_init__()
 
     def _setup(self):
@@ -117,6 +127,11 @@ class Scalar(SameShape, Linop):
 
     def tile(self, slices):
         return self
+
+
+def python_scalar(c):
+    """A Python number as a 0-dim tensor in double precision (no precision lost)."""
+    return torch.tensor(c, dtype=torch.complex128 if isinstance(c, complex) else torch.float64)
 
 
 def _abs2(w):

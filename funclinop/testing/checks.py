@@ -22,6 +22,21 @@ def inner(a, b):
     return torch.vdot(a.reshape(-1), b.reshape(-1))
 
 
+def _floating(A):
+    return [t for t in optree.tree_leaves(A)
+            if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())]
+
+
+def _lowest(dtypes):
+    """The lowest real precision among ``dtypes``."""
+    return min((d.to_real() for d in dtypes), key=lambda d: d.itemsize)
+
+
+def _rtol(A, x):
+    # Results are as accurate as the lowest precision among input and leaves.
+    return default_rtol(_lowest([x.dtype] + [t.dtype for t in _floating(A)]))
+
+
 def _like(t, gen):
     return randn(gen, t.shape, t.dtype).to(t.device)
 
@@ -29,9 +44,10 @@ def _like(t, gen):
 def random_input(A: Linop, dtype=None, *, seed=0, batch=()):
     """A random input for ``A`` from the sizes it fixes (plus ``batch`` dims).
 
-    ``dtype`` defaults to the dtype of A's first floating leaf (float64 if
-    it has none); a complex leaf makes the input complex. Raises a
-    ``ValueError`` naming an input dim whose size A does not fix.
+    ``dtype`` defaults to the lowest precision among A's floating leaves
+    with dims (0-dim leaves are scalars: they count only where there is no
+    other; float64 if it has none); a complex leaf makes the input complex.
+    Raises a ``ValueError`` naming an input dim whose size A does not fix.
     """
     shape = []
     for d in named(A.ishape):
@@ -41,9 +57,10 @@ def random_input(A: Linop, dtype=None, *, seed=0, batch=()):
         shape.append(n)
     leaves = [t for t in optree.tree_leaves(A) if isinstance(t, torch.Tensor)]
     if dtype is None:
-        floats = [t.dtype for t in leaves if t.is_floating_point() or t.is_complex()]
-        dtype = floats[0] if floats else torch.float64
-        if any(t.is_complex() for t in leaves) and not dtype.is_complex:
+        floats = _floating(A)
+        own = [t.dtype for t in floats if t.ndim > 0] or [t.dtype for t in floats]
+        dtype = _lowest(own) if own else torch.float64
+        if any(t.is_complex() for t in floats):
             dtype = dtype.to_complex()
     device = leaves[0].device if leaves else None
     return randn(torch.Generator().manual_seed(seed), tuple(batch) + tuple(shape), dtype).to(device)
@@ -55,7 +72,7 @@ def check_adjoint(A: Linop, x: torch.Tensor | None = None, y: torch.Tensor | Non
     ``x`` defaults to :func:`random_input` (A must fix its input sizes), ``y``
     to a random tensor shaped like ``A(x)``. Raises
     ``AssertionError`` with the measured error when it exceeds ``rtol``
-    (default from the dtype).
+    (default from the lowest precision among x and A's floating leaves).
 
     >>> import torch, funclinop as fl
     >>> from funclinop.testing import check_adjoint
@@ -76,7 +93,7 @@ def check_adjoint(A: Linop, x: torch.Tensor | None = None, y: torch.Tensor | Non
     scale = (torch.linalg.vector_norm(Ax.double() if not Ax.is_complex() else Ax) *
              torch.linalg.vector_norm(y.double() if not y.is_complex() else y))
     err = float(abs(lhs - rhs) / scale) if scale > 0 else float(abs(lhs - rhs))
-    tol = default_rtol(x.dtype) if rtol is None else rtol
+    tol = _rtol(A, x) if rtol is None else rtol
     if not err <= tol:
         raise AssertionError(f"{A._name()}: adjoint test failed, <Ax,y>={complex(lhs):.6g}, <x,AHy>={complex(rhs):.6g}, relative error {err:.3g} > {tol:.1g}")
     return err
@@ -91,7 +108,7 @@ def check_normal(A: Linop, x: torch.Tensor | None = None, *, rtol=None, seed=0):
         raise AssertionError(f"{A._name()}: normal has shapes {N.ishape} -> {N.oshape}, expected {A.ishape}")
     got, want = N(x), A.H(A(x))
     err = _rel(got, want)
-    tol = default_rtol(x.dtype) if rtol is None else rtol
+    tol = _rtol(A, x) if rtol is None else rtol
     if not err <= tol:
         raise AssertionError(f"{A._name()}: normal differs from A.H(A(x)) by {err:.3g} > {tol:.1g}")
     return err
