@@ -8,13 +8,13 @@ import torch
 from .. import compose
 from ..concat import Concat, Stack
 from ..dims import fresh, named
-from .registry import FACTORIES, NotApplicable, output_dims, randn
+from .registry import DTYPES, FACTORIES, NotApplicable, output_dims, randn
 
 __all__ = ["random_leaf", "random_tree", "refresh_leaves", "NODES"]
 
 # Inner nodes of random trees (chains twice: most pipelines are chains).
 BLOCK_NODES = ("stack", "concat_rows", "blockdiag", "stack_blockdiag", "stack_rename")
-NODES = ("chain", "chain", "add", "normal", "scale", "scale_python", "adjoint") + BLOCK_NODES
+NODES = ("chain", "chain", "add", "normal", "scale", "scale_python", "adjoint", "mixed") + BLOCK_NODES
 
 
 def random_leaf(rng, gen, dtype, dims, used, types=None):
@@ -53,7 +53,8 @@ def random_tree(seed, dtype, dims, depth, types=None):
 
     Inner nodes (:data:`NODES`) are Chain, Add (of a subtree and a refreshed
     copy), the normal, adjoint or a scaling (by a 0-dim tensor or a Python
-    number) of a subtree, and block operators of subtrees: Stack along a new
+    number) of a subtree, a subtree whose leaves have another dtype (the
+    tree then mixes dtypes, which promote), and block operators of subtrees: Stack along a new
     output dim, a vertical Concat along an output dim, a block-diagonal
     Concat with uneven blocks along an input dim, and block-diagonal Stacks
     from an input dim to itself or to a new name. A node that does not apply
@@ -63,26 +64,26 @@ def random_tree(seed, dtype, dims, depth, types=None):
     gen = torch.Generator().manual_seed(seed)
     used = set(dims)
 
-    def twins(dims_a, dims_b, depth):
+    def twins(dims_a, dims_b, depth, dtype):
         """Two subtrees of the same structure over ``dims_a`` and ``dims_b``, or None."""
         state, gstate, taken = rng.getstate(), gen.get_state(), set(used)
-        a = grow(dims_a, depth)
+        a = grow(dims_a, depth, dtype)
         after_a = set(used)
         rng.setstate(state)
         gen.set_state(gstate)
         used.clear()
         used.update(taken)
-        b = refresh_leaves(gen, grow(dims_b, depth))
+        b = refresh_leaves(gen, grow(dims_b, depth, dtype))
         used.update(after_a)
         return (a, b) if a.oshape == b.oshape else None
 
-    def block(kind, dims, depth):
+    def block(kind, dims, depth, dtype):
         names = list(dims)
         if kind == "stack":
-            a = grow(dims, depth)
+            a = grow(dims, depth, dtype)
             return Stack(a, refresh_leaves(gen, a), odim=fresh("S", used))
         if kind == "concat_rows":
-            a = grow(dims, depth)
+            a = grow(dims, depth, dtype)
             rows = [d for d in named(a.oshape) if a.size(d) and d not in named(a.ishape)]
             if not rows:
                 return None
@@ -93,7 +94,7 @@ def random_tree(seed, dtype, dims, depth, types=None):
                 return None
             x = rng.choice(splittable)
             k = rng.randint(1, dims[x] - 1)
-            pair = twins({**dims, x: k}, {**dims, x: dims[x] - k}, depth)
+            pair = twins({**dims, x: k}, {**dims, x: dims[x] - k}, depth, dtype)
             if pair is None or x not in named(pair[0].oshape) or pair[0].split_kind(x) != "diag":
                 return None
             return Concat(*pair, idim=x, odim=x, block_sizes=(k, dims[x] - k))
@@ -103,25 +104,27 @@ def random_tree(seed, dtype, dims, depth, types=None):
             return None
         x = rng.choice(small)
         inner = {d: n for d, n in dims.items() if d != x}
-        a = grow(inner, depth)
+        a = grow(inner, depth, dtype)
         blocks = [a] + [refresh_leaves(gen, a) for _ in range(dims[x] - 1)]
         p = names.index(x)
         odim = x if kind == "stack_blockdiag" else fresh("T", used | set(a.dims))
         return Stack(*blocks, idim=(x, p), odim=(odim, min(p, len(named(a.oshape)))))
 
-    def grow(dims, depth):
+    def grow(dims, depth, dtype):
         if depth == 0:
             op = random_leaf(rng, gen, dtype, dims, used, types)
         else:
             kind = rng.choice(NODES)
-            op = block(kind, dims, depth - 1) if kind in BLOCK_NODES else None
+            op = block(kind, dims, depth - 1, dtype) if kind in BLOCK_NODES else None
             if op is None and kind in BLOCK_NODES:
                 kind = "chain"  # the block node does not apply to these dims
-            a = grow(dims, depth - 1) if op is None else None
+            if kind == "mixed":
+                op = _retry_dtypes(lambda dt: grow(dims, depth - 1, dt), rng, dtype)
+            a = grow(dims, depth - 1, dtype) if op is None else None
             if op is not None:
                 pass
             elif kind == "chain":
-                b = grow(output_dims(a, dims, dtype), depth - 1)
+                b = grow(output_dims(a, dims, dtype), depth - 1, dtype)
                 op = compose.Chain(a, b)
             elif kind == "add":
                 op = compose.Add(a, refresh_leaves(gen, a))
@@ -137,4 +140,16 @@ def random_tree(seed, dtype, dims, depth, types=None):
         used.update(op.dims)
         return op
 
-    return grow(dict(dims), depth)
+    return grow(dict(dims), depth, dtype)
+
+
+def _retry_dtypes(grow, rng, dtype):
+    """A subtree in another dtype (None when no factory applies in any)."""
+    others = [d for d in DTYPES if d != dtype]
+    rng.shuffle(others)
+    for dt in others:
+        try:
+            return grow(dt)
+        except NotApplicable:
+            continue
+    return None
