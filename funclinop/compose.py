@@ -2,7 +2,7 @@
 
 from .dims import ELLIPSIS, named, unify
 from .errors import ShapeError
-from .linop import Linop, derived, _fmt
+from .linop import Linop, derived, _fmt, sequential_devices
 
 __all__ = ["Chain", "Add"]
 
@@ -153,6 +153,9 @@ class Chain(Linop):
 
     def split_kind(self, dim):
         return chain_kind(self.linops, dim, dim in named(self.ishape))
+
+    def _device_flow(self, parts):
+        return sequential_devices(parts)  # each factor takes the previous one's output
 
 
 class Add(Linop):

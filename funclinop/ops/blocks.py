@@ -16,7 +16,7 @@ import torch
 
 from ..dims import ELLIPSIS, as_shape
 from ..errors import ShapeError
-from ..linop import Linop, _input_check, derived, static
+from ..linop import Linop, _seal, derived, static
 from ._util import check_slices, int_tuple
 
 __all__ = ["ArrayToBlocks", "BlocksToArray"]
@@ -286,5 +286,5 @@ def _swap(op, cls):
         object.__setattr__(new, name, getattr(op, name))
     object.__setattr__(new, "ishape", op.oshape)
     object.__setattr__(new, "oshape", op.ishape)
-    object.__setattr__(new, "_icheck", _input_check(new))
+    _seal(new)
     return new

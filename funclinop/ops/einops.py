@@ -315,12 +315,12 @@ def _repeat(plan, x):
 
 def _replace(op, **changes):
     """A copy of ``op`` with some fields changed, without running ``_setup`` again."""
-    from ..linop import _input_check
+    from ..linop import _seal
 
     new = object.__new__(type(op))
     for name in type(op)._children + type(op)._statics:
         object.__setattr__(new, name, changes.get(name, getattr(op, name)))
-    object.__setattr__(new, "_icheck", _input_check(new))
+    _seal(new)
     return new
 
 
