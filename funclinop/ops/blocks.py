@@ -10,6 +10,7 @@ Python loop over blocks is needed. The index is not stored as a leaf so that
 leaves cannot take gradients).
 """
 
+import math
 from dataclasses import field
 
 import torch
@@ -161,7 +162,9 @@ def _overlap_weight(op):
         # No leaf says where the operator lives: use torch's default device.
         w = torch.ones(op.block_size)  # default dtype and device
     elif mask.dtype == torch.bool:
-        w = mask.to(torch.get_default_dtype())
+        # From the selection A and Aᴴ use, not from the mask it was made of.
+        w = torch.zeros(math.prod(op.block_size), device=op._select.device).index_fill(0, op._select, 1)
+        w = w.unflatten(0, op.block_size)
     else:
         w = mask.abs().square() if mask.is_complex() else mask.square()
     w = w.expand(op._nblocks + op.block_size)
@@ -197,8 +200,9 @@ class ArrayToBlocks(_BlocksBase):
     (trailing grid points that no whole block reaches are dropped).
     ``mask`` (shape ``block_size``) is optional: a boolean mask keeps only
     the selected elements of each block, so the output is
-    ``(*nblocks, n_selected)`` (torchlinops' layout); a float or complex mask
-    multiplies each block. Without a mask the ``mask`` field holds ``()``. Default names: ``array_shape`` ``Nx Ny Nz``,
+    ``(*nblocks, n_selected)`` (torchlinops' layout; the selection is derived
+    from the mask once, and the operator, its adjoint and its normal all use
+    it); a float or complex mask multiplies each block. Without a mask the ``mask`` field holds ``()``. Default names: ``array_shape`` ``Nx Ny Nz``,
     ``blocks_shape`` ``Bx By Bz`` then ``Kx Ky Kz`` (``K`` with a boolean mask).
 
     The adjoint is :class:`BlocksToArray` (overlap-add); the normal is a
