@@ -2,7 +2,7 @@
 
 from .dims import ELLIPSIS, named, unify
 from .errors import ShapeError
-from .linop import Linop, derived, _fmt
+from .linop import Linop, derived, _fmt, sequential_devices
 
 __all__ = ["Chain", "Add"]
 
@@ -164,6 +164,9 @@ class Chain(Linop):
     def split_refusal(self, dim):
         return ("consumes and re-creates it (or carries it past a factor that uses the name "
                 "internally), so tiles along it do not reassemble into the chain")
+
+    def _device_flow(self, parts):
+        return sequential_devices(parts)  # each factor takes the previous one's output
 
 
 class Add(Linop):

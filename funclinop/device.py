@@ -4,7 +4,6 @@ import optree
 import torch
 
 from .dims import as_shape
-from .errors import DeviceError
 from .linop import Linop, SameShape, static
 
 __all__ = ["ToDevice", "to", "as_device", "leaf_devices"]
@@ -64,6 +63,9 @@ class ToDevice(SameShape, Linop):
 
     def tile(self, slices):
         return self
+
+    def _device_flow(self, parts):
+        return self.idevice, (None if self.odevice == self.idevice else self.odevice)
 
 
 def _span(t):
@@ -144,11 +146,3 @@ def _move_group(leaves, out, members, device, dtype):
     region = b0.as_strided((hi - lo,), (1,), lo).to(device=target, dtype=new_dtype)
     for i, (b, restore) in zip(members, bases):
         out[i] = restore(region.as_strided(b.shape, b.stride(), b.storage_offset() - lo))
-
-
-def check_device(op, x):
-    """Raise a DeviceError if ``x`` and the operator's leaves are on different devices."""
-    devices = leaf_devices(op)
-    if devices and x.device not in devices:
-        raise DeviceError(f"{op._name()}: input is on {x.device}, the operator's leaves are on "
-                          f"{sorted(map(str, devices))}")

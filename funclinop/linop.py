@@ -18,7 +18,7 @@ import torch
 import torch.utils._pytree as torch_pytree
 
 from .dims import ELLIPSIS, named
-from .errors import ShapeError
+from .errors import DeviceError, ShapeError
 
 __all__ = [
     "Linop",
@@ -63,6 +63,7 @@ def _register(cls):
         for n, v in zip(statics, aux):
             d[n] = v
         d["_icheck"] = aux[-1]
+        _set_devices(op)  # the leaves may have moved (fl.to, a tree map)
         return op
 
     def flatten_with_keys(op):
@@ -83,6 +84,24 @@ def _register(cls):
         path_entry_type=optree.GetAttrEntry,
         namespace=_OPTREE_GLOBAL,
     )
+    allow_loading(cls)
+
+
+def allow_loading(*objects):
+    """Let ``torch.load`` (``weights_only=True``, its default) rebuild ``objects``.
+
+    Every operator class is registered when it is created; helper types that
+    operators and batch specs hold are registered where they are defined. An
+    entry is an object or an ``(object, "module.name")`` pair (for objects
+    without a ``__module__``, such as ``Ellipsis``).
+    """
+    add = getattr(torch.serialization, "add_safe_globals", None)
+    if add is not None:
+        add(list(objects))
+
+
+# Static fields hold slices and Ellipsis (precomputed indexing plans).
+allow_loading(slice, (Ellipsis, "builtins.Ellipsis"))
 
 
 class Linop:
@@ -113,11 +132,21 @@ class Linop:
         dataclasses.dataclass(eq=False, repr=False)(cls)
         _register(cls)
 
+    # Where the input must be (None: anywhere, MIXED: nowhere) and where the
+    # output goes (None: where the input was). Set with the leaves by _seal,
+    # unflatten and unpickling; these class defaults only cover operators
+    # built some other way (they are then not checked).
+    _idevice = None
+    _odevice = None
+
     def __post_init__(self):
         self._setup()
-        # (min ndim, has ellipsis, ((axis from the end, size, dim), ...)),
-        # carried in the treedef next to the static fields
-        object.__setattr__(self, "_icheck", _input_check(self))
+        _seal(self)
+
+    def __setstate__(self, state):
+        # unpickling (torch.load, copy): a map_location may have moved the leaves
+        self.__dict__.update(state)
+        _set_devices(self)
 
     def _setup(self):
         """Validate the fields and precompute static data (override)."""
@@ -128,7 +157,7 @@ class Linop:
         op = object.__new__(type(self))
         op.__dict__.update(self.__dict__)
         op.__dict__.update(fields)
-        object.__setattr__(op, "_icheck", _input_check(op))
+        _seal(op)
         return op
 
     def _set(self, **kwargs):
@@ -169,6 +198,13 @@ class Linop:
     def size(self, dim):
         """The size this operator fixes for ``dim``, or None."""
         return None
+
+    def _device_flow(self, parts):
+        """``(input device, output device)`` from the ``parts`` of the leaves and
+        child operators (in field order), each such a pair; None is any device
+        (input) or the input's device (output). Default: everything on one
+        device. A Chain folds its factors in order; ToDevice moves."""
+        return parallel_devices(parts)
 
     def split_kind(self, dim):
         """How the operator is structured along ``dim``, which decides how its
@@ -230,13 +266,16 @@ class Linop:
                     f"{self._name()}: input dim {dim!r} has size {shape[axis]}, "
                     f"expected {n} (input shape {tuple(shape)})"
                 )
+        device = self._idevice
+        if device is not None and x.device != device:
+            _raise_device_error(self, x)
         try:
             return self.apply(x)
-        except RuntimeError as e:
-            if "device" in str(e):
-                _raise_device_error(self, x, e)
-            if "dtype" in str(e) or "scalar type" in str(e):
-                _raise_dtype_error(self, x, e)
+        except Exception as e:
+            # The error keeps its type and message; a note names the operator
+            # (e.g. a user's kernel that cannot mix dtypes).
+            _add_note(e, f"while applying {self._name()} to an input of dtype "
+                         f"{str(x.dtype).replace('torch.', '')} and shape {tuple(x.shape)}")
             raise
 
     # ---- algebra --------------------------------------------------------
@@ -331,30 +370,120 @@ def _short(v):
     return repr(v)
 
 
-def _raise_device_error(op, x, error):
-    from .errors import DeviceError
-
+def _raise_device_error(op, x):
     where = {}
     for path, leaf in zip(*optree.tree_flatten_with_path(op)[:2]):
-        if isinstance(leaf, torch.Tensor):
+        if _pins(leaf):
             where.setdefault(str(leaf.device), ".".join(map(str, path)) or "leaf")
+    leaves = ", ".join(f"{d} (e.g. {p})" for d, p in where.items())
+    if op._idevice is MIXED:
+        raise DeviceError(
+            f"{op._name()}: the input is on {x.device} but the operator's leaves are on {leaves}, "
+            f"and no input device fits them all (parts on different devices need a ToDevice "
+            f"between them); move them with fl.to"
+        )
+    held = f"its leaves are on {leaves}" if where else "it moves data between devices"
     raise DeviceError(
-        f"{op._name()}: the input is on {x.device} but the operator's leaves are on "
-        f"{', '.join(f'{d} (e.g. {p})' for d, p in where.items())}; move one with fl.to"
-    ) from error
+        f"{op._name()}: the input is on {x.device} but the operator takes its input on "
+        f"{op._idevice} ({held}); move one with fl.to"
+    )
 
 
-def _raise_dtype_error(op, x, error):
-    # Built-in operators promote; this names the culprit when a user's kernel does not.
-    dtypes = {}
-    for path, leaf in zip(*optree.tree_flatten_with_path(op)[:2]):
-        if isinstance(leaf, torch.Tensor):
-            dtypes.setdefault(str(leaf.dtype).replace("torch.", ""), ".".join(map(str, path)) or "leaf")
-    leaves = ", ".join(f"{d} (e.g. {p})" for d, p in dtypes.items()) or "none"
-    raise TypeError(
-        f"{op._name()}: cannot apply to an input of dtype {str(x.dtype).replace('torch.', '')} "
-        f"(the operator's tensor leaves: {leaves}): {error}"
-    ) from error
+# ---- devices -------------------------------------------------------------------
+# Each operator knows, from its leaves, the device its input must be on: the
+# check in __call__ is one comparison. It is worked out whenever the leaves
+# are set (construction, _derive, unflatten, unpickling), from the tensor
+# leaves and the child operators' own (input, output) devices.
+
+MIXED = "leaves on devices that no input fits"
+
+
+def _pins(leaf):
+    """A tensor leaf that fixes the device; a CPU scalar does not (torch uses
+    a 0-dim CPU tensor with a tensor on any device, as a Python number)."""
+    return isinstance(leaf, torch.Tensor) and (leaf.ndim > 0 or not leaf.is_cpu)
+
+
+def _device_parts(value, parts):
+    if isinstance(value, torch.Tensor):
+        if _pins(value):
+            parts.append((value.device, None))
+    elif isinstance(value, Linop):
+        parts.append((value._idevice, value._odevice))
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _device_parts(v, parts)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _device_parts(v, parts)
+    elif value is not None:  # another pytree (a FunctionLinop's params)
+        for v in optree.tree_leaves(value, is_leaf=lambda t: isinstance(t, Linop)):
+            if isinstance(v, (torch.Tensor, Linop)):
+                _device_parts(v, parts)
+
+
+def _set_devices(op):
+    d, parts = op.__dict__, []
+    for n in type(op)._children:
+        v = d.get(n)
+        if isinstance(v, torch.Tensor):  # the common case, inline: _derive runs this per A.H
+            if v.ndim or not v.is_cpu:
+                parts.append((v.device, None))
+        else:
+            _device_parts(v, parts)
+    d["_idevice"], d["_odevice"] = op._device_flow(parts)
+
+
+def _seal(op):
+    """Set what is derived from an operator's fields at every construction:
+    the input check (sizes, carried in the treedef) and the devices."""
+    # (min ndim, has ellipsis, ((axis from the end, size, dim), ...))
+    object.__setattr__(op, "_icheck", _input_check(op))
+    _set_devices(op)
+
+
+def parallel_devices(parts):
+    """All parts take the same input device and give the same output device."""
+    if len(parts) == 1 and parts[0][1] is None:  # one leaf: the usual case
+        return parts[0]
+    idevice = None
+    for i, _ in parts:
+        if i is MIXED:
+            return MIXED, None
+        if i is not None:
+            if idevice is None:
+                idevice = i
+            elif i != idevice:
+                return MIXED, None
+    odevice = None
+    for k, (_, o) in enumerate(parts):
+        o = idevice if o is None else o  # None: the part's output stays on the input's device
+        if k == 0:
+            odevice = o
+        elif o != odevice:
+            return MIXED, None
+    return idevice, (None if odevice == idevice else odevice)
+
+
+def sequential_devices(parts):
+    """Parts applied one after the other: each takes the previous one's output."""
+    idevice = current = None  # current None: still on the (any) input device
+    for i, o in parts:
+        if i is MIXED:
+            return MIXED, None
+        if i is not None:
+            if current is None:
+                idevice = current = i
+            elif i != current:
+                return MIXED, None
+        if o is not None:
+            current = o
+    return idevice, (None if current == idevice else current)
+
+
+def _add_note(error, note):
+    if hasattr(error, "add_note"):  # Python >= 3.11
+        error.add_note(note)
 
 
 def _raise_ndim(op, shape):

@@ -19,7 +19,7 @@ from .compose import Add, Chain
 from .concat import Concat
 from .device import ToDevice, as_device, leaf_devices, to
 from .dims import named
-from .linop import Linop, derived, flatten_linop, static, unflatten_linop
+from .linop import Linop, allow_loading, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
 
@@ -345,6 +345,10 @@ class _FrozenDict(dict):
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
 
+    def __reduce__(self):
+        # rebuilt from a plain dict: unpickling must not set items one by one
+        return (_FrozenDict, (dict(self),))
+
 
 def _device_grid(m):
     if m is None:
@@ -380,10 +384,15 @@ class BatchSpec:
     def __post_init__(self):
         if not isinstance(self.batch_sizes, dict):
             raise TypeError(f"BatchSpec: batch_sizes must be a dict {{dim: int}}, got {type(self.batch_sizes).__name__}")
-        object.__setattr__(self, "batch_sizes", _FrozenDict(self.batch_sizes))
+        # numpy ints become ints (a saved spec then needs no numpy to load)
+        sizes = {d: int(b) if isinstance(b, np.integer) else b for d, b in self.batch_sizes.items()}
+        object.__setattr__(self, "batch_sizes", _FrozenDict(sizes))
         object.__setattr__(self, "device_matrix", _device_grid(self.device_matrix))
         if self.base_device is not None:
             object.__setattr__(self, "base_device", as_device(self.base_device))
+
+
+allow_loading(BatchSpec, _FrozenDict)
 
 
 def _broadcast_devices(spec, grid_shape):

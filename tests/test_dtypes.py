@@ -10,6 +10,7 @@ precision).
 
 import itertools
 import random
+import sys
 
 import optree
 import pytest
@@ -270,12 +271,15 @@ def test_random_trees_of_mixed_precision_follow_the_rule(case, xdtype, seed):
     check_rule(A, x, randn(gen, A(x).shape, xdtype))
 
 
-def test_a_kernel_that_cannot_promote_raises_a_named_type_error():
-    """A user's kernel that needs equal dtypes fails with the operator and both dtypes named."""
+def test_a_kernel_that_cannot_promote_keeps_its_error_and_names_the_operator():
+    """A user's kernel that needs equal dtypes fails with torch's own error
+    (not reinterpreted from its text), noted with the operator and the input dtype."""
     W = torch.randn(3, 4)
     A = fl.FunctionLinop(lambda W, x: torch.mm(W, x[:, None])[:, 0], W, ishape=("N",), oshape=("M",))
-    with pytest.raises(TypeError, match=r"FunctionLinop\(\(N\) -> \(M\)\).*dtype float64.*float32 \(e\.g\. params\)"):
+    with pytest.raises(RuntimeError) as info:
         A(torch.randn(4, dtype=F64))
+    if sys.version_info >= (3, 11):
+        assert any("FunctionLinop((N) -> (M))" in n and "float64" in n for n in info.value.__notes__)
 
 
 def test_helpers_read_an_operators_dtype_by_the_rule():

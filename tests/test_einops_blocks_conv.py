@@ -136,8 +136,8 @@ def test_sum_reduce_repeat_adjoint_pairs():
     check_matrix(S, (2, 3))
     check_matrix(R, (4,))
     assert isinstance(R.N, fl.Scalar) and float(R.N.weight) == 2.0
-    # Without sizes, the adjoint broadcasts (a size-1 dim), as in torchlinops.
-    U = fl.SumReduce(("A", "B"), ("A",))
+    # A broadcast adjoint (a size-1 dim, as in torchlinops) is asked for by name.
+    U = fl.SumReduce(("A", "B"), ("A",), broadcast_dims=("B",))
     assert U.H(torch.ones(2)).shape == (2, 1)
     assert U.H.broadcast_dims == ("B",) and U.H.H == U
 

@@ -49,3 +49,7 @@ class Adjoint(Linop):
     def split_kind(self, dim):
         kind = self.linop.split_kind(dim)
         return {"in": "out", "out": "in"}.get(kind, kind)
+
+    def _device_flow(self, parts):
+        (i, o), = parts  # the adjoint takes the input where linop's output goes
+        return (i, None) if o is None else (o, i)

@@ -10,13 +10,14 @@ Python loop over blocks is needed. The index is not stored as a leaf so that
 leaves cannot take gradients).
 """
 
+import math
 from dataclasses import field
 
 import torch
 
 from ..dims import ELLIPSIS, as_shape
 from ..errors import ShapeError
-from ..linop import Linop, _input_check, derived, static
+from ..linop import Linop, _seal, derived, static
 from ._util import check_slices, fixed_kind, int_tuple
 
 __all__ = ["ArrayToBlocks", "BlocksToArray"]
@@ -163,7 +164,10 @@ def _overlap_weight(op):
         # No leaf says where the operator lives: use torch's default device.
         w = torch.ones(op.block_size, dtype=torch.int64)
     elif mask.dtype == torch.bool:
-        w = mask.to(torch.int64)
+        # From the selection A and Aᴴ use, not from the mask it was made of
+        # (integer counts: they never raise the precision of the data).
+        w = torch.zeros(math.prod(op.block_size), dtype=torch.int64, device=op._select.device)
+        w = w.index_fill(0, op._select, 1).unflatten(0, op.block_size)
     else:
         w = mask.abs().square() if mask.is_complex() else mask.square()
     w = w.expand(op._nblocks + op.block_size)
@@ -205,8 +209,9 @@ class ArrayToBlocks(_BlocksBase):
     (trailing grid points that no whole block reaches are dropped).
     ``mask`` (shape ``block_size``) is optional: a boolean mask keeps only
     the selected elements of each block, so the output is
-    ``(*nblocks, n_selected)`` (torchlinops' layout); a float or complex mask
-    multiplies each block. Without a mask the ``mask`` field holds ``()``. Default names: ``array_shape`` ``Nx Ny Nz``,
+    ``(*nblocks, n_selected)`` (torchlinops' layout; the selection is derived
+    from the mask once, and the operator, its adjoint and its normal all use
+    it); a float or complex mask multiplies each block. Without a mask the ``mask`` field holds ``()``. Default names: ``array_shape`` ``Nx Ny Nz``,
     ``blocks_shape`` ``Bx By Bz`` then ``Kx Ky Kz`` (``K`` with a boolean mask).
 
     The adjoint is :class:`BlocksToArray` (overlap-add); the normal is a
@@ -295,5 +300,5 @@ def _swap(op, cls):
         object.__setattr__(new, name, getattr(op, name))
     object.__setattr__(new, "ishape", op.oshape)
     object.__setattr__(new, "oshape", op.ishape)
-    object.__setattr__(new, "_icheck", _input_check(new))
+    _seal(new)
     return new

@@ -284,6 +284,13 @@ def _sizes(sizes, what):
     return out
 
 
+def _dim_names(op, names, what):
+    names = names or ()
+    if isinstance(names, str) or not all(isinstance(d, str) for d in names):
+        raise TypeError(f"{op._name()}: {what} must be a sequence of dim names")
+    return tuple(names)
+
+
 def _move(src_names, dst_names):
     """movedim args taking trailing axes ordered as ``src_names`` to ``dst_names``, or None."""
     if tuple(src_names) == tuple(dst_names):
@@ -323,12 +330,12 @@ def _repeat(plan, x):
 
 def _replace(op, **changes):
     """A copy of ``op`` with some fields changed, without running ``_setup`` again."""
-    from ..linop import _input_check
+    from ..linop import _seal
 
     new = object.__new__(type(op))
     for name in type(op)._children + type(op)._statics:
         object.__setattr__(new, name, changes.get(name, getattr(op, name)))
-    object.__setattr__(new, "_icheck", _input_check(new))
+    _seal(new)
     return new
 
 
@@ -336,9 +343,11 @@ class SumReduce(Linop):
     """Sum over the dims of ``ishape`` that ``oshape`` lacks (adjoint of :class:`Repeat`).
 
     ``oshape`` keeps the other dims, in any order (a transpose is folded in).
-    ``sizes`` (optional, ``{dim: size}`` for summed dims) fixes the sizes the
-    adjoint expands back to; a summed dim without a size is given back as a
-    size-1 axis that broadcasts, as in torchlinops.
+    The adjoint expands each summed dim back: to its size in ``sizes``
+    (``{dim: size}``), or, for a dim in ``broadcast_dims``, to a size-1 axis
+    that broadcasts (torchlinops' convention, for a sum that follows a
+    broadcast). A summed dim with neither has no adjoint: the forward works,
+    ``A.H`` raises a ShapeError naming the dim.
 
     >>> import torch, funclinop as fl
     >>> A = fl.SumReduce(("C", "N"), ("N",), sizes={"C": 3})
@@ -348,11 +357,14 @@ class SumReduce(Linop):
     tensor([[1., 2.],
             [1., 2.],
             [1., 2.]])
+    >>> fl.SumReduce(("C", "N"), ("N",), broadcast_dims=("C",)).H(torch.ones(2)).shape
+    torch.Size([1, 2])
     """
 
     ishape: tuple = static()
     oshape: tuple = static()
     sizes: tuple = static(default=None, kw_only=True)
+    broadcast_dims: tuple = static(default=None, kw_only=True)
     _plans: tuple = derived()
 
     def _setup(self):
@@ -371,24 +383,44 @@ class SumReduce(Linop):
         for d in sizes:
             if d not in reduced:
                 raise ValueError(f"{self._name()}: sizes names {d!r}, which is not a summed dim {reduced}")
+        broadcast = _dim_names(self, self.broadcast_dims, "broadcast_dims")
+        for d in broadcast:
+            if d not in reduced or d in sizes:
+                raise ValueError(f"{self._name()}: broadcast dim {d!r} must be a summed dim {reduced} "
+                                 f"without a size in sizes")
+        # The adjoint needs every summed dim's size (1 for a broadcast dim).
+        counts = {d: sizes.get(d, 1) for d in reduced if d in sizes or d in broadcast}
+        expand = _repeat_plan(onames, inames, counts) if len(counts) == len(reduced) else None
         self._set(
             sizes=tuple((d, sizes[d]) for d in reduced if d in sizes),
-            _plans=(_reduce_plan(inames, onames),
-                    _repeat_plan(onames, inames, {d: sizes.get(d, 1) for d in reduced})),
+            broadcast_dims=tuple(d for d in reduced if d in broadcast),
+            _plans=(_reduce_plan(inames, onames), expand),
         )
 
     def apply(self, x):
         return _reduce(self._plans[0], x)
 
     def apply_adjoint(self, y):
+        if self._plans[1] is None:
+            self._refuse_adjoint()
         return _repeat(self._plans[1], y)
 
     def adjoint(self):
-        sizes = dict(self.sizes)
+        if self._plans[1] is None:
+            self._refuse_adjoint()
         reduced = [d for d in named(self.ishape) if d not in named(self.oshape)]
         return Repeat(
-            {d: sizes.get(d, 1) for d in reduced}, self.oshape, self.ishape,
-            tuple(d for d in reduced if d not in sizes),
+            {d: dict(self.sizes).get(d, 1) for d in reduced}, self.oshape, self.ishape,
+            self.broadcast_dims,
+        )
+
+    def _refuse_adjoint(self):
+        known = dict(self.sizes).keys() | set(self.broadcast_dims)
+        unknown = [d for d in named(self.ishape) if d not in named(self.oshape) and d not in known]
+        raise ShapeError(
+            f"{self._name()}: the size of summed dim {unknown[0]!r} is unknown, so the adjoint "
+            f"cannot expand back to it; give sizes={{{unknown[0]!r}: n}} (or broadcast_dims="
+            f"({unknown[0]!r},) for a size-1 axis that broadcasts)"
         )
 
     def size(self, dim):
@@ -399,7 +431,7 @@ class SumReduce(Linop):
         for d, s in slices.items():
             if d in sizes and s is not None:
                 sizes[d] = _slice_len(s, sizes[d])
-        return SumReduce(self.ishape, self.oshape, sizes=sizes)
+        return SumReduce(self.ishape, self.oshape, sizes=sizes, broadcast_dims=self.broadcast_dims)
 
 
 class Repeat(Linop):
@@ -438,9 +470,7 @@ class Repeat(Linop):
         new = [d for d in onames if d not in inames]
         if not new:
             raise ShapeError(f"{self._name()}: must add at least one dim")
-        broadcast = self.broadcast_dims or ()
-        if isinstance(broadcast, str) or not all(isinstance(d, str) for d in broadcast):
-            raise TypeError(f"{self._name()}: broadcast_dims must be a sequence of dim names")
+        broadcast = _dim_names(self, self.broadcast_dims, "broadcast_dims")
         for d in broadcast:
             if d not in new:
                 raise ValueError(f"{self._name()}: broadcast dim {d!r} is not a new output dim {new}")
@@ -468,7 +498,7 @@ class Repeat(Linop):
 
     def adjoint(self):
         sizes = {d: k for d, k in self.n_repeats if d not in self.broadcast_dims}
-        return SumReduce(self.oshape, self.ishape, sizes=sizes)
+        return SumReduce(self.oshape, self.ishape, sizes=sizes, broadcast_dims=self.broadcast_dims)
 
     def normal(self):
         from .diagonal import Scalar

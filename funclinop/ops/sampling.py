@@ -22,6 +22,9 @@ class Sampling(Linop):
     adjoint scatters back onto a zero grid, adding the samples that share a
     location; the normal is a :class:`Diagonal` holding how often each grid
     point is sampled (an integer weight, so it keeps the input's dtype).
+    All of them (and ``tile``) compute with ``flat_idx``, the row-major index
+    derived from ``idx`` at construction (``idx[0]`` itself for one grid dim),
+    never with ``idx`` again.
 
     Parameters
     ----------
@@ -62,6 +65,7 @@ class Sampling(Linop):
     batch_shape: tuple = static(default=None)
     # Row-major linear index into the flattened grid, same shape as each
     # idx[d]: a leaf next to idx so stacking, moving and slicing keep them together.
+    # apply, adjoint, normal and tile all use it, never idx (kept as given).
     flat_idx: torch.Tensor = dataclasses.field(init=False, default=None)
     ishape: tuple = derived()
     oshape: tuple = derived()
@@ -136,9 +140,11 @@ class Sampling(Linop):
         return x.flatten(-len(self.input_size))[..., self.flat_idx]
 
     def apply_adjoint(self, y):
+        flat = self.flat_idx.reshape(-1)
         batch = y.shape[: y.ndim - self.flat_idx.ndim]
         zeros = y.new_zeros(batch + (math.prod(self.input_size),))
-        x = zeros.index_add(-1, self.flat_idx.reshape(-1), y.reshape(batch + (-1,)))
+        # the sample count, not -1: an empty batch leaves -1 undetermined
+        x = zeros.index_add(-1, flat, y.reshape(batch + flat.shape))
         return x.reshape(batch + self.input_size)
 
     def normal(self):
@@ -167,8 +173,10 @@ class Sampling(Linop):
         index = tuple(slices.get(d, slice(None)) for d in self.output_shape)
         if all(s == slice(None) for s in index):
             return self
-        idx = tuple(t[index] for t in self.idx)
-        return Sampling(idx, self.input_size, self.output_shape, self.input_shape, self.batch_shape)
+        # Slice flat_idx, which apply, adjoint and normal use, rather than
+        # ravel the sliced idx again: the tile computes what this operator does.
+        flat_idx = self.flat_idx[index].contiguous()
+        return self._derive(idx=tuple(t[index] for t in self.idx), flat_idx=flat_idx)
 
 
 def _index_tensors(idx):

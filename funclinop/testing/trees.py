@@ -97,6 +97,9 @@ def random_tree(seed, dtype, dims, depth, types=None):
             pair = twins({**dims, x: k}, {**dims, x: dims[x] - k}, depth, dtype)
             if pair is None or x not in named(pair[0].oshape) or pair[0].split_kind(x) != "diag":
                 return None
+            sa, sb = pair[0].dim_sizes(), pair[1].dim_sizes()
+            if any(sb.get(d, n) != n for d, n in sa.items() if d != x):
+                return None  # another dim's size follows x's (a padded copy of it, say)
             return Concat(*pair, idim=x, odim=x, block_sizes=(k, dims[x] - k))
         # a block-diagonal Stack over input dim x, one block per entry
         small = [d for d in names if 1 <= dims[d] <= 3 and len(names) > 1]

@@ -4,6 +4,7 @@ import torch
 
 from ... import ops
 from ...dims import fresh
+from ...linop import allow_loading
 from ..registry import randn, register_factory
 
 
@@ -81,6 +82,10 @@ def _scale_roll(w, x):
 
 def _scale_roll_adjoint(w, y):
     return torch.roll(y, -1, -1) * w.conj()
+
+
+# A FunctionLinop holds its functions: torch.load must be allowed to find them.
+allow_loading(_flip_scale, _scale_roll, _scale_roll_adjoint)
 
 
 def _renamed(gen, dims, avoid):
