@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import funclinop as fl
 from funclinop.dims import named
-from funclinop.testing import default_rtol
+from funclinop.testing import rtol_for
 from funclinop.testing import strategies as fst
 
 
@@ -53,7 +53,7 @@ def split_cases(draw, depth=None, nested=True):
 def test_batched_equals_original(data):
     case, _, specs = data
     A, x = case.op, case.x
-    tol = 10 * default_rtol(case.dtype)
+    tol = 10 * rtol_for(case.op, case.x)
     B = fl.create_batched_linop(A, specs)
     assert B.ishape == A.ishape or named(B.ishape) == named(A.ishape)
     y = A(x)
@@ -75,7 +75,7 @@ def test_tiles_reassemble(data):
     assert len(flat_t) == len(flat_i) == len(flat_o)
     for t, i, o in zip(flat_t, flat_i, flat_o):
         acc[o] += t(x[i])
-    assert rel(acc, y) <= 10 * default_rtol(case.dtype)
+    assert rel(acc, y) <= 10 * rtol_for(case.op, case.x)
     # nested tuples, one level per split dim
     level = tiles
     for d in sizes:
@@ -122,7 +122,7 @@ def test_to_keeps_storage_sharing(case):
                 if same:
                     assert ptr(after[i]) == ptr(after[j])
     x = case.x.to(torch.complex128 if case.dtype.is_complex else torch.float64)
-    assert rel(fl.to(N, dtype=x.dtype)(x), N(case.x).to(x.dtype)) <= 10 * default_rtol(case.dtype)
+    assert rel(fl.to(N, dtype=x.dtype)(x), N(case.x).to(x.dtype)) <= 10 * rtol_for(case.op, case.x)
 
 
 @given(split_cases(nested=False))
@@ -133,7 +133,7 @@ def test_batched_compiles_and_differentiates(data):
     case, _, specs = data
     A, x = case.op, case.x
     B = fl.create_batched_linop(A, specs)
-    tol = 10 * default_rtol(case.dtype)
+    tol = 10 * rtol_for(case.op, case.x)
     torch._dynamo.reset()
     f = torch.compile(lambda B, x: B(x), fullgraph=True, backend="eager")
     assert rel(f(B, x), A(x)) <= tol

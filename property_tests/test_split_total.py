@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import funclinop as fl
 from funclinop import split as split_module
-from funclinop.testing import default_rtol, randn
+from funclinop.testing import randn, rtol_for
 from funclinop.testing import strategies as fst
 
 
@@ -65,7 +65,7 @@ def test_batched_is_exact_or_refused_before_building(data):
     case, sizes, nested = data
     A, x = case.op, case.x
     y = A(x)
-    tol = 10 * default_rtol(case.dtype)
+    tol = 10 * rtol_for(case.op, case.x)
     for stack in (True, False):
         specs = _specs(sizes, nested, stack, A)
         with mock.patch.object(split_module, "_batched", wraps=split_module._batched) as build:
@@ -99,4 +99,4 @@ def test_split_linop_is_exact_or_refused(data):
     acc = torch.zeros_like(y)
     for t, i, o in zip(flat_t, flat_i, flat_o, strict=True):
         acc[o] += t(x[i])
-    assert rel(acc, y) <= 10 * default_rtol(case.dtype)
+    assert rel(acc, y) <= 10 * rtol_for(case.op, case.x)

@@ -7,7 +7,7 @@ from ..dims import named
 from ..linop import Linop, tree_equal
 from .registry import randn
 
-__all__ = ["check_adjoint", "check_normal", "check_pytree", "default_rtol", "inner", "random_input"]
+__all__ = ["check_adjoint", "check_normal", "check_pytree", "default_rtol", "rtol_for", "inner", "random_input"]
 
 
 def default_rtol(dtype):
@@ -32,8 +32,9 @@ def _lowest(dtypes):
     return min((d.to_real() for d in dtypes), key=lambda d: d.itemsize)
 
 
-def _rtol(A, x):
-    # Results are as accurate as the lowest precision among input and leaves.
+def rtol_for(A, x):
+    """The default tolerance for ``A`` applied to ``x``: results are as accurate
+    as the lowest precision among the input and the operator's floating leaves."""
     return default_rtol(_lowest([x.dtype] + [t.dtype for t in _floating(A)]))
 
 
@@ -93,7 +94,7 @@ def check_adjoint(A: Linop, x: torch.Tensor | None = None, y: torch.Tensor | Non
     scale = (torch.linalg.vector_norm(Ax.double() if not Ax.is_complex() else Ax) *
              torch.linalg.vector_norm(y.double() if not y.is_complex() else y))
     err = float(abs(lhs - rhs) / scale) if scale > 0 else float(abs(lhs - rhs))
-    tol = _rtol(A, x) if rtol is None else rtol
+    tol = rtol_for(A, x) if rtol is None else rtol
     if not err <= tol:
         raise AssertionError(f"{A._name()}: adjoint test failed, <Ax,y>={complex(lhs):.6g}, <x,AHy>={complex(rhs):.6g}, relative error {err:.3g} > {tol:.1g}")
     return err
@@ -108,7 +109,7 @@ def check_normal(A: Linop, x: torch.Tensor | None = None, *, rtol=None, seed=0):
         raise AssertionError(f"{A._name()}: normal has shapes {N.ishape} -> {N.oshape}, expected {A.ishape}")
     got, want = N(x), A.H(A(x))
     err = _rel(got, want)
-    tol = _rtol(A, x) if rtol is None else rtol
+    tol = rtol_for(A, x) if rtol is None else rtol
     if not err <= tol:
         raise AssertionError(f"{A._name()}: normal differs from A.H(A(x)) by {err:.3g} > {tol:.1g}")
     return err
