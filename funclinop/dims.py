@@ -6,7 +6,7 @@ shape and stands for any number of batch dims, carried through unchanged.
 
 import re
 
-__all__ = ["Dim", "ELLIPSIS", "fresh", "fresh_names", "as_shape", "unify", "named"]
+__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named"]
 
 ELLIPSIS = "..."
 
@@ -28,6 +28,19 @@ def Dim(s: str | None = None) -> tuple[str, ...]:
     if "".join(parts) != s or any(p[0].isdigit() for p in parts):
         raise ValueError(f"Dim: cannot parse {s!r} into dim names")
     return tuple(parts)
+
+
+def dim_name(dim, what: str = "dim") -> str:
+    """A dim name from a string or a one-name ``Dim`` (``Dim("C") == ("C",)``).
+
+    >>> dim_name(Dim("C")), dim_name("Nx")
+    ('C', 'Nx')
+    """
+    if isinstance(dim, str):
+        return dim
+    if isinstance(dim, (tuple, list)) and len(dim) == 1 and isinstance(dim[0], str):
+        return dim[0]
+    raise TypeError(f"{what}: a dim name is a string or a one-name Dim, got {dim!r}")
 
 
 def fresh(dim: str, avoid) -> str:

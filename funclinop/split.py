@@ -18,7 +18,7 @@ from ._vmap import vmap_leaves
 from .compose import Add, Chain
 from .concat import Concat
 from .device import ToDevice, as_device, leaf_devices, to
-from .dims import named
+from .dims import dim_name, named
 from .linop import Linop, allow_loading, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
@@ -28,6 +28,19 @@ __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "
 def _check_linop(fn, linop):
     if not isinstance(linop, Linop):
         raise TypeError(f"{fn}: expected a Linop, got {type(linop).__name__}")
+
+
+def _by_name(fn, mapping, what):
+    """``mapping`` with its keys as dim names (strings or one-name Dims)."""
+    if not isinstance(mapping, dict):
+        raise TypeError(f"{fn}: {what} must be a dict {{dim: ...}}, got {type(mapping).__name__}")
+    out = {}
+    for d, v in mapping.items():
+        name = dim_name(d, fn)
+        if name in out:
+            raise ValueError(f"{fn}: dim {name!r} is given twice in {what}")
+        out[name] = v
+    return out
 
 
 def _check_dim(fn, linop, dim):
@@ -77,8 +90,7 @@ def _children(linop):
 def tile(linop, slices):
     """The sub-operator of ``linop`` for ``{dim: slice}`` (contiguous slices)."""
     _check_linop("tile", linop)
-    if not isinstance(slices, dict):
-        raise TypeError(f"tile: slices must be a dict {{dim: slice}}, got {type(slices).__name__}")
+    slices = _by_name("tile", slices, "slices")
     for d, s in slices.items():
         n = _check_dim("tile", linop, d)
         if not isinstance(s, slice):
@@ -93,12 +105,10 @@ def tile(linop, slices):
 def size(linop, dim):
     """The size ``linop`` fixes for ``dim``, or None."""
     _check_linop("size", linop)
-    return linop.size(dim)
+    return linop.size(dim_name(dim, "size"))
 
 
 def _check_batch_sizes(fn, linop, batch_sizes):
-    if not isinstance(batch_sizes, dict):
-        raise TypeError(f"{fn}: batch_sizes must be a dict {{dim: int}}, got {type(batch_sizes).__name__}")
     sizes = {}
     for d, b in batch_sizes.items():
         n = _check_dim(fn, linop, d)
@@ -141,6 +151,7 @@ def split_linop(linop, batch_sizes):
     ([3, 1], (Ellipsis, slice(3, 4, None)))
     """
     _check_linop("split_linop", linop)
+    batch_sizes = _by_name("split_linop", batch_sizes, "batch_sizes")
     sizes = _check_batch_sizes("split_linop", linop, batch_sizes)
     dims = list(batch_sizes)
 
@@ -382,17 +393,39 @@ class BatchSpec:
     stack: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.batch_sizes, dict):
-            raise TypeError(f"BatchSpec: batch_sizes must be a dict {{dim: int}}, got {type(self.batch_sizes).__name__}")
+        batch_sizes = _by_name("BatchSpec", self.batch_sizes, "batch_sizes")
         # numpy ints become ints (a saved spec then needs no numpy to load)
-        sizes = {d: int(b) if isinstance(b, np.integer) else b for d, b in self.batch_sizes.items()}
+        sizes = {d: int(b) if isinstance(b, np.integer) else b for d, b in batch_sizes.items()}
         object.__setattr__(self, "batch_sizes", _FrozenDict(sizes))
         object.__setattr__(self, "device_matrix", _device_grid(self.device_matrix))
         if self.base_device is not None:
             object.__setattr__(self, "base_device", as_device(self.base_device))
 
+    def broadcast_device_matrix(self, linop):
+        """The device of every tile of ``linop``: nested tuples over the tile grid
+        (one level per dim of ``batch_sizes``), ``device_matrix`` repeated over
+        it, or the base device everywhere when there is no ``device_matrix``.
+
+        >>> import torch, funclinop as fl
+        >>> A = fl.Dense(torch.randn(4, 3), ("C", "N"), ("N",), ("C",))
+        >>> fl.BatchSpec({"C": 1}, device_matrix=["cpu", "meta"]).broadcast_device_matrix(A)
+        (device(type='cpu'), device(type='meta'), device(type='cpu'), device(type='meta'))
+        """
+        _check_linop("BatchSpec.broadcast_device_matrix", linop)
+        sizes = _check_batch_sizes("BatchSpec.broadcast_device_matrix", linop, self.batch_sizes)
+        grid = tuple(len(_ranges(sizes[d], b)) for d, b in self.batch_sizes.items())
+        devices = _broadcast_devices(self, grid)
+        if devices is None:
+            base = self.base_device or _default_base(linop, None)
+            devices = np.full(grid, base, dtype=object)
+        return _nested(devices)
+
 
 allow_loading(BatchSpec, _FrozenDict)
+
+
+def _nested(arr):
+    return tuple(_nested(a) for a in arr) if isinstance(arr, np.ndarray) else arr
 
 
 def _broadcast_devices(spec, grid_shape):

@@ -195,3 +195,30 @@ def test_input_on_another_device_is_a_device_error():
     with pytest.raises(fl.DeviceError, match=r"input is on cpu.*leaves are on meta.*linops\.0\.weight"):
         B(x)
 
+
+
+# ---- the seed API: Dim names, broadcast_device_matrix --------------------------------
+def test_one_name_dims_are_accepted_wherever_a_dim_name_is():
+    A, x = sense()
+    tiles, _, _ = fl.split_linop(A, {fl.Dim("C"): 2})
+    assert len(tiles) == 2
+    assert fl.BatchSpec({fl.Dim("C"): 2}) == fl.BatchSpec({"C": 2})
+    assert_same_operator(fl.create_batched_linop(A, fl.BatchSpec({fl.Dim("C"): 2})), A, x)
+    assert fl.size(A, fl.Dim("C")) == 4
+    assert fl.tile(A, {fl.Dim("C"): slice(0, 1)}).size("C") == 1
+    with pytest.raises(TypeError, match="one-name Dim"):
+        fl.split_linop(A, {fl.Dim("CNx"): 2})
+    with pytest.raises(ValueError, match="'C' is given twice"):
+        fl.BatchSpec({"C": 1, fl.Dim("C"): 2})
+
+
+def test_broadcast_device_matrix_gives_the_device_of_every_tile():
+    A, _ = sense(C=5)
+    spec = fl.BatchSpec({"C": 2}, device_matrix=["cpu", "meta"])
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert spec.broadcast_device_matrix(A) == (cpu, meta, cpu)
+    assert fl.BatchSpec({"C": 2}).broadcast_device_matrix(A) == (cpu, cpu, cpu)
+    grid = fl.BatchSpec({"C": 4, "Nx": 3}, device_matrix=[["meta", "cpu"]]).broadcast_device_matrix(A)
+    assert grid == ((meta, cpu, meta), (meta, cpu, meta))
+    with pytest.raises(ValueError, match="more devices"):
+        fl.BatchSpec({"C": 5}, device_matrix=["cpu", "meta"]).broadcast_device_matrix(A)
