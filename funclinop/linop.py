@@ -487,10 +487,14 @@ def _add_note(error, note):
 
 
 def _raise_ndim(op, shape):
+    names = named(op.ishape)
+    hint = ""
+    if op.ishape[:1] != (ELLIPSIS,) and len(shape) > len(names):
+        hint = f"; to accept leading batch dims write {_fmt((ELLIPSIS,) + names)}"
     raise ShapeError(
         f"{op._name()}: input of shape {tuple(shape)} has {len(shape)} dims, "
         f"expected {'at least ' if op.ishape[:1] == (ELLIPSIS,) else ''}"
-        f"{len(named(op.ishape))} for ishape {_fmt(op.ishape)}"
+        f"{len(names)} for ishape {_fmt(op.ishape)}{hint}"
     )
 
 

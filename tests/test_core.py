@@ -292,3 +292,12 @@ def test_dense_from_einstr():
     torch.testing.assert_close(A(x), torch.einsum("bmn,bn->bm", W, x))
     with pytest.raises(ValueError, match="weightshape,ishape->oshape"):
         fl.Dense.from_einstr(W, "BMN->BM")
+
+
+def test_extra_leading_dims_without_ellipsis_hint_at_it():
+    D = fl.Diagonal(torch.ones(3, 4), ("Nx", "Ny"))
+    with pytest.raises(fl.ShapeError, match=r"expected 2 for ishape \(Nx, Ny\); to accept leading batch dims write \(\.\.\., Nx, Ny\)"):
+        D(torch.ones(2, 3, 4))
+    with pytest.raises(fl.ShapeError) as info:
+        D(torch.ones(4))
+    assert "to accept leading" not in str(info.value)
