@@ -1,6 +1,6 @@
 """Composite operators: Chain and Add (Concat and Stack live in concat.py)."""
 
-from .dims import ELLIPSIS, named, unify
+from .dims import ELLIPSIS, named, sorted_sizes, unify
 from .errors import ShapeError
 from .linop import Linop, derived, _fmt
 
@@ -35,7 +35,7 @@ def merged_sizes(name, linops):
         for d, n in op.dim_sizes().items():
             if sizes.setdefault(d, n) != n:
                 raise ShapeError(f"{name}: dim {d!r} has size {sizes[d]} in one operator and {n} in {op._name()}")
-    return tuple(sorted(sizes.items()))
+    return sorted_sizes(sizes)
 
 
 def chain_kind(linops, dim, present):

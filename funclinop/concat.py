@@ -3,7 +3,7 @@
 import torch
 
 from .compose import Add, _check_linops, common_kind, merged_sizes
-from .dims import ELLIPSIS, named, unify
+from .dims import ELLIPSIS, named, sorted_sizes, unify
 from .errors import ShapeError
 from .linop import Linop, _fmt, derived, static
 
@@ -117,7 +117,7 @@ class Concat(Linop):
         if odim is not None:
             sizes[odim] = sum(osizes)
         self._set(ishape=ishape, oshape=oshape, isizes=isizes, osizes=osizes,
-                  _sizes=tuple(sorted(sizes.items())))
+                  _sizes=sorted_sizes(sizes))
 
     def apply(self, x):
         if self.idim is not None:
@@ -282,7 +282,7 @@ class Stack(Linop):
             idim=idim, odim=odim, ishape=ishape, oshape=oshape,
             _iaxis=None if idim is None else _axis(ishape, idim),
             _oaxis=None if odim is None else _axis(oshape, odim),
-            _sizes=tuple(sorted(sizes.items())),
+            _sizes=sorted_sizes(sizes),
         )
 
     def apply(self, x):

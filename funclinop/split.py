@@ -18,7 +18,7 @@ from ._vmap import vmap_leaves
 from .compose import Add, Chain
 from .concat import Concat
 from .device import ToDevice, as_device, leaf_devices, to
-from .dims import named
+from .dims import named, sorted_sizes
 from .linop import Linop, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
@@ -255,7 +255,7 @@ class VmapTiles(Linop):
         iaxis = _axis(tile0.ishape, self.idim) if self.idim else None
         oaxis = _axis(tile0.oshape, self.odim) if self.odim else None
         # (input axis, its block size, output axis) for apply; swapped for the adjoint
-        self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=tuple(sorted(sizes.items())),
+        self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=sorted_sizes(sizes),
                   _block=((iaxis, bi, oaxis), (oaxis, bo, iaxis)))
 
     def tiles(self):
