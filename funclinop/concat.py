@@ -2,7 +2,7 @@
 
 import torch
 
-from .compose import Add, _check_linops, common_kind, merged_sizes
+from .compose import Add, _linops_arg, common_kind, merged_sizes
 from .dims import ELLIPSIS, named, sorted_sizes, unify
 from .errors import ShapeError
 from .linop import Linop, _fmt, derived, static
@@ -91,9 +91,8 @@ class Concat(Linop):
     osizes: tuple = derived()
     _sizes: tuple = derived()
 
-    def __init__(self, *linops, idim=None, odim=None, block_sizes=None):
-        _check_linops("Concat", linops)
-        object.__setattr__(self, "linops", tuple(linops))
+    def __init__(self, *ops, linops=None, idim=None, odim=None, block_sizes=None):
+        object.__setattr__(self, "linops", _linops_arg("Concat", ops, linops))
         object.__setattr__(self, "idim", idim)
         object.__setattr__(self, "odim", odim)
         object.__setattr__(self, "block_sizes", None if block_sizes is None else tuple(block_sizes))
@@ -253,13 +252,15 @@ class Stack(Linop):
     odim: object = static(default=None)
     ishape: tuple = derived()
     oshape: tuple = derived()
+    # the names of the new dims (idim and odim keep the arguments, which may be pairs)
+    _idim: str = derived()
+    _odim: str = derived()
     _iaxis: int = derived()
     _oaxis: int = derived()
     _sizes: tuple = derived()
 
-    def __init__(self, *linops, idim=None, odim=None):
-        _check_linops("Stack", linops)
-        object.__setattr__(self, "linops", tuple(linops))
+    def __init__(self, *ops, linops=None, idim=None, odim=None):
+        object.__setattr__(self, "linops", _linops_arg("Stack", ops, linops))
         object.__setattr__(self, "idim", idim)
         object.__setattr__(self, "odim", odim)
         self.__post_init__()
@@ -279,7 +280,7 @@ class Stack(Linop):
             if d is not None:
                 sizes[d] = len(self.linops)
         self._set(
-            idim=idim, odim=odim, ishape=ishape, oshape=oshape,
+            _idim=idim, _odim=odim, ishape=ishape, oshape=oshape,
             _iaxis=None if idim is None else _axis(ishape, idim),
             _oaxis=None if odim is None else _axis(oshape, odim),
             _sizes=sorted_sizes(sizes),
@@ -296,35 +297,31 @@ class Stack(Linop):
         return torch.stack(xs, self._iaxis) if self.idim is not None else _sum(xs)
 
     def adjoint(self):
-        return Stack(*(op.adjoint() for op in self.linops),
-                     idim=self._spec(self.odim, self.oshape), odim=self._spec(self.idim, self.ishape))
-
-    def _spec(self, dim, shape):
-        return None if dim is None else (dim, named(shape).index(dim))
+        # idim and odim place the new dims among the blocks' own dims, which the
+        # adjoint blocks swap: the arguments swap with them
+        return Stack(*(op.adjoint() for op in self.linops), idim=self.odim, odim=self.idim)
 
     def normal(self):
         if self.idim is None:
             return Add(*(op.normal() for op in self.linops))
         if self.odim is not None:
-            spec = self._spec(self.idim, self.ishape)
-            return Stack(*(op.normal() for op in self.linops), idim=spec, odim=spec)
+            return Stack(*(op.normal() for op in self.linops), idim=self.idim, odim=self.idim)
         return super().normal()
 
     def size(self, dim):
         return dict(self._sizes).get(dim)
 
     def split_kind(self, dim):
-        if dim in (self.idim, self.odim):
-            return "diag" if self.idim == self.odim else "out" if dim == self.odim else "in"
+        if dim in (self._idim, self._odim):
+            return "diag" if self._idim == self._odim else "out" if dim == self._odim else "in"
         return common_kind(self.linops, dim, dim in named(self.ishape) and dim in named(self.oshape))
 
     def tile(self, slices):
         keep = range(len(self.linops))
-        for dim in {self.idim, self.odim} - {None}:
+        for dim in {self._idim, self._odim} - {None}:
             if dim in slices:
                 keep = [k for k in keep if k in range(*_as_range(self, dim, slices[dim]).indices(len(self.linops)))]
         if not keep:
             raise ValueError(f"{self._name()}: the slice {slices} selects no block")
-        rest = {d: s for d, s in slices.items() if d not in (self.idim, self.odim)}
-        return Stack(*(self.linops[k].tile(rest) for k in keep),
-                     idim=self._spec(self.idim, self.ishape), odim=self._spec(self.odim, self.oshape))
+        rest = {d: s for d, s in slices.items() if d not in (self._idim, self._odim)}
+        return Stack(*(self.linops[k].tile(rest) for k in keep), idim=self.idim, odim=self.odim)

@@ -243,6 +243,8 @@ class VmapTiles(Linop):
     _block: tuple = derived()
 
     def _setup(self):
+        if not isinstance(self.stacked, Linop):
+            raise TypeError(f"VmapTiles: stacked must be a Linop, got {type(self.stacked).__name__}")
         tile0 = _unstack(self.stacked, self.axes, 1)[0]
         sizes = dict(tile0.dim_sizes())
         bi = sizes.get(self.idim, self.block) if self.idim else None
