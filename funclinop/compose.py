@@ -1,6 +1,6 @@
 """Composite operators: Chain and Add (Concat and Stack live in concat.py)."""
 
-from .dims import ELLIPSIS, named, unify
+from .dims import ELLIPSIS, named, sorted_sizes, unify
 from .errors import ShapeError
 from .linop import Linop, derived, _fmt, sequential_devices
 
@@ -28,6 +28,19 @@ def _check_linops(name, linops):
             raise TypeError(f"{name}: expected Linops, got {type(op).__name__}")
 
 
+def _linops_arg(name, ops, linops):
+    """The checked operators, given positionally (``Chain(A, B)``) or as the
+    ``linops`` field (``Chain(linops=(A, B))``, as ``dataclasses.replace`` does)."""
+    if linops is not None:
+        if ops:
+            raise TypeError(f"{name}: give the operators positionally or as linops=, not both")
+        if not isinstance(linops, (tuple, list)):
+            raise TypeError(f"{name}: linops must be a tuple of Linops, got {type(linops).__name__}")
+        ops = linops
+    _check_linops(name, ops)
+    return tuple(ops)
+
+
 def merged_sizes(name, linops):
     """``{dim: size}`` over all ``linops``; a dim with two sizes is an error."""
     sizes = {}
@@ -35,7 +48,7 @@ def merged_sizes(name, linops):
         for d, n in op.dim_sizes().items():
             if sizes.setdefault(d, n) != n:
                 raise ShapeError(f"{name}: dim {d!r} has size {sizes[d]} in one operator and {n} in {op._name()}")
-    return tuple(sorted(sizes.items()))
+    return sorted_sizes(sizes)
 
 
 def chain_kind(linops, dim, present):
@@ -84,7 +97,9 @@ class Chain(Linop):
     """Composition in execution order: ``Chain(A, B)(x) == B(A(x))`` (``B @ A``).
 
     Adjacent shapes must match by name (a leading ``"..."`` absorbs extra
-    dims) and a dim has one size throughout; both are checked here.
+    dims) and a dim has one size throughout; both are checked here. The
+    operators may also be given as ``linops=(A, B)``, the field that
+    ``dataclasses.replace`` sets (as for Add, Concat and Stack).
 
     >>> import torch, funclinop as fl
     >>> A = fl.Chain(fl.Diagonal(torch.tensor([1.0, 2.0]), ("N",)), fl.Scalar(3.0, ("N",)))
@@ -97,10 +112,9 @@ class Chain(Linop):
     oshape: tuple = derived()
     _sizes: tuple = derived()
 
-    def __init__(self, *linops):
-        _check_linops("Chain", linops)
+    def __init__(self, *ops, linops=None):
         flat = []
-        for op in linops:
+        for op in _linops_arg("Chain", ops, linops):
             flat.extend(op.linops if isinstance(op, Chain) else (op,))
         object.__setattr__(self, "linops", tuple(flat))
         self.__post_init__()
@@ -183,10 +197,9 @@ class Add(Linop):
     oshape: tuple = derived()
     _sizes: tuple = derived()
 
-    def __init__(self, *linops):
-        _check_linops("Add", linops)
+    def __init__(self, *ops, linops=None):
         flat = []
-        for op in linops:
+        for op in _linops_arg("Add", ops, linops):
             flat.extend(op.linops if isinstance(op, Add) else (op,))
         object.__setattr__(self, "linops", tuple(flat))
         self.__post_init__()

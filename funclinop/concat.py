@@ -2,8 +2,8 @@
 
 import torch
 
-from .compose import Add, _check_linops, common_kind, merged_sizes
-from .dims import ELLIPSIS, named, unify
+from .compose import Add, _linops_arg, common_kind, merged_sizes
+from .dims import ELLIPSIS, named, sorted_sizes, unify
 from .errors import ShapeError
 from .linop import Linop, _fmt, derived, static
 
@@ -91,9 +91,8 @@ class Concat(Linop):
     osizes: tuple = derived()
     _sizes: tuple = derived()
 
-    def __init__(self, *linops, idim=None, odim=None, block_sizes=None):
-        _check_linops("Concat", linops)
-        object.__setattr__(self, "linops", tuple(linops))
+    def __init__(self, *ops, linops=None, idim=None, odim=None, block_sizes=None):
+        object.__setattr__(self, "linops", _linops_arg("Concat", ops, linops))
         object.__setattr__(self, "idim", idim)
         object.__setattr__(self, "odim", odim)
         object.__setattr__(self, "block_sizes", None if block_sizes is None else tuple(block_sizes))
@@ -121,7 +120,7 @@ class Concat(Linop):
         if odim is not None:
             sizes[odim] = sum(osizes)
         self._set(ishape=ishape, oshape=oshape, isizes=isizes, osizes=osizes,
-                  _sizes=tuple(sorted(sizes.items())))
+                  _sizes=sorted_sizes(sizes))
 
     def apply(self, x):
         if self.idim is not None:
@@ -210,18 +209,25 @@ def block_kind(linops, dim, idim, odim, shared):
     return want if common_kind(linops, dim, False) == want else None
 
 
+def _block_dims(op):
+    """The names of the block dims of a Concat or Stack (a Stack keeps its (name, index) arguments)."""
+    return (op._idim, op._odim) if isinstance(op, Stack) else (op.idim, op.odim)
+
+
 def block_refusal(op, dim):
-    if dim in (op.idim, op.odim) and None not in (op.idim, op.odim) and op.idim != op.odim:
-        return (f"is block-diagonal from {op.idim!r} to {op.odim!r}: a tile along one of them "
+    idim, odim = _block_dims(op)
+    if dim in (idim, odim) and None not in (idim, odim) and idim != odim:
+        return (f"is block-diagonal from {idim!r} to {odim!r}: a tile along one of them "
                 f"would need the blocks of the other")
     return "has blocks that split differently along it"
 
 
 def _check_renamed_blocks(op, slices):
     """A block-diagonal operator between two different dims cannot be tiled along either."""
-    if op.idim is None or op.odim is None or op.idim == op.odim:
+    idim, odim = _block_dims(op)
+    if idim is None or odim is None or idim == odim:
         return
-    for d in (op.idim, op.odim):
+    for d in (idim, odim):
         if d in slices and _as_range(op, d, slices[d]) != slice(0, op.size(d)):
             raise ValueError(f"{op._name()}: cannot split dim {d!r}: it {block_refusal(op, d)}")
 
@@ -287,13 +293,15 @@ class Stack(Linop):
     odim: object = static(default=None)
     ishape: tuple = derived()
     oshape: tuple = derived()
+    # the names of the new dims (idim and odim keep the arguments, which may be pairs)
+    _idim: str = derived()
+    _odim: str = derived()
     _iaxis: int = derived()
     _oaxis: int = derived()
     _sizes: tuple = derived()
 
-    def __init__(self, *linops, idim=None, odim=None):
-        _check_linops("Stack", linops)
-        object.__setattr__(self, "linops", tuple(linops))
+    def __init__(self, *ops, linops=None, idim=None, odim=None):
+        object.__setattr__(self, "linops", _linops_arg("Stack", ops, linops))
         object.__setattr__(self, "idim", idim)
         object.__setattr__(self, "odim", odim)
         self.__post_init__()
@@ -313,10 +321,10 @@ class Stack(Linop):
             if d is not None:
                 sizes[d] = len(self.linops)
         self._set(
-            idim=idim, odim=odim, ishape=ishape, oshape=oshape,
+            _idim=idim, _odim=odim, ishape=ishape, oshape=oshape,
             _iaxis=None if idim is None else _axis(ishape, idim),
             _oaxis=None if odim is None else _axis(oshape, odim),
-            _sizes=tuple(sorted(sizes.items())),
+            _sizes=sorted_sizes(sizes),
         )
 
     def apply(self, x):
@@ -330,28 +338,25 @@ class Stack(Linop):
         return torch.stack(xs, self._iaxis) if self.idim is not None else _sum(xs)
 
     def adjoint(self):
-        return Stack(*(op.adjoint() for op in self.linops),
-                     idim=self._spec(self.odim, self.oshape), odim=self._spec(self.idim, self.ishape))
-
-    def _spec(self, dim, shape):
-        return None if dim is None else (dim, named(shape).index(dim))
+        # idim and odim place the new dims among the blocks' own dims, which the
+        # adjoint blocks swap: the arguments swap with them
+        return Stack(*(op.adjoint() for op in self.linops), idim=self.odim, odim=self.idim)
 
     def normal(self):
         if self.idim is None:
             return Add(*(op.normal() for op in self.linops))
         if self.odim is not None:
-            spec = self._spec(self.idim, self.ishape)
-            return Stack(*(op.normal() for op in self.linops), idim=spec, odim=spec)
+            return Stack(*(op.normal() for op in self.linops), idim=self.idim, odim=self.idim)
         return super().normal()
 
     def size(self, dim):
         return dict(self._sizes).get(dim)
 
     def split_kind(self, dim):
-        if dim in (self.idim, self.odim):
-            if self.idim is not None and self.odim is not None and self.idim != self.odim:
+        if dim in (self._idim, self._odim):
+            if self._idim is not None and self._odim is not None and self._idim != self._odim:
                 return None  # block k maps entry k of idim to entry k of odim
-            return "diag" if self.idim == self.odim else "out" if dim == self.odim else "in"
+            return "diag" if self._idim == self._odim else "out" if dim == self._odim else "in"
         return common_kind(self.linops, dim, dim in named(self.ishape) and dim in named(self.oshape))
 
     def split_refusal(self, dim):
@@ -360,11 +365,10 @@ class Stack(Linop):
     def tile(self, slices):
         _check_renamed_blocks(self, slices)
         keep = range(len(self.linops))
-        for dim in {self.idim, self.odim} - {None}:
+        for dim in {self._idim, self._odim} - {None}:
             if dim in slices:
                 keep = [k for k in keep if k in range(*_as_range(self, dim, slices[dim]).indices(len(self.linops)))]
         if not keep:
             raise ValueError(f"{self._name()}: the slice {slices} selects no block")
-        rest = {d: s for d, s in slices.items() if d not in (self.idim, self.odim)}
-        return Stack(*(self.linops[k].tile(rest) for k in keep),
-                     idim=self._spec(self.idim, self.ishape), odim=self._spec(self.odim, self.oshape))
+        rest = {d: s for d, s in slices.items() if d not in (self._idim, self._odim)}
+        return Stack(*(self.linops[k].tile(rest) for k in keep), idim=self.idim, odim=self.odim)

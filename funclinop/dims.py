@@ -6,7 +6,7 @@ shape and stands for any number of batch dims, carried through unchanged.
 
 import re
 
-__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named"]
+__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named", "sorted_sizes"]
 
 ELLIPSIS = "..."
 
@@ -113,3 +113,15 @@ def unify(a, b):
     if len(nb) > len(na):
         return b if ea else None
     return a if not ea else b
+
+
+def sorted_sizes(sizes) -> tuple:
+    """The ``(dim, size)`` pairs of a ``{dim: size}`` mapping, in dim order.
+
+    Only the names are compared: under ``torch.compile(dynamic=True)`` the
+    sizes may be symbolic, and dynamo cannot sort tuples that hold them.
+
+    >>> sorted_sizes({"Y": 2, "X": 3})
+    (('X', 3), ('Y', 2))
+    """
+    return tuple((d, sizes[d]) for d in sorted(sizes))

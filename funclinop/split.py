@@ -18,7 +18,7 @@ from ._vmap import vmap_leaves
 from .compose import Add, Chain
 from .concat import Concat
 from .device import ToDevice, as_device, leaf_devices, to
-from .dims import dim_name, named
+from .dims import dim_name, named, sorted_sizes
 from .linop import Linop, allow_loading, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
@@ -276,6 +276,8 @@ class VmapTiles(Linop):
     _block: tuple = derived()
 
     def _setup(self):
+        if not isinstance(self.stacked, Linop):
+            raise TypeError(f"VmapTiles: stacked must be a Linop, got {type(self.stacked).__name__}")
         tile0 = _unstack(self.stacked, self.axes, 1)[0]
         sizes = dict(tile0.dim_sizes())
         bi = sizes.get(self.idim, self.block) if self.idim else None
@@ -288,7 +290,7 @@ class VmapTiles(Linop):
         iaxis = _axis(tile0.ishape, self.idim) if self.idim else None
         oaxis = _axis(tile0.oshape, self.odim) if self.odim else None
         # (input axis, its block size, output axis) for apply; swapped for the adjoint
-        self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=tuple(sorted(sizes.items())),
+        self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=sorted_sizes(sizes),
                   _block=((iaxis, bi, oaxis), (oaxis, bo, iaxis)))
 
     def tiles(self):

@@ -100,31 +100,35 @@ def test_input_gradient_matches_autograd(case):
     torch.testing.assert_close(g, want, rtol=tol, atol=tol * max(scale, 1.0))
 
 
-def _compiled_apply(A, x):
+def _compiled_apply(A, x, dynamic):
     import torch._dynamo
 
     torch._dynamo.reset()
     # backend="eager": dynamo traces the whole call (fullgraph: no graph breaks)
-    # without paying for code generation on every drawn operator.
-    f = torch.compile(lambda A, x: (A(x), A.H(A(x)), A.N(x)), fullgraph=True, backend="eager")
+    # without paying for code generation on every drawn operator. A.H and A.N
+    # are built inside the traced function: with dynamic=True the sizes their
+    # construction handles are symbolic.
+    f = torch.compile(lambda A, x: (A(x), A.H(A(x)), A.N(x)), fullgraph=True, dynamic=dynamic, backend="eager")
     return f(A, x)
 
 
+@pytest.mark.parametrize("dynamic", [False, True])
 @pytest.mark.parametrize("name", TYPES)
 @given(data=st.data())
 @settings(max_examples=2)
-def test_compiled_equals_eager(name, data):
+def test_compiled_equals_eager(name, dynamic, data):
     case = draw_leaf(data, name)
     A, x = case.op, case.x
-    for got, want in zip(_compiled_apply(A, x), (A(x), A.H(A(x)), A.N(x))):
+    for got, want in zip(_compiled_apply(A, x, dynamic), (A(x), A.H(A(x)), A.N(x))):
         assert rel(got, want) <= rtol_for(case.op, case.x)
 
 
+@pytest.mark.parametrize("dynamic", [False, True])
 @given(fst.cases(depth=3))
 @settings(max_examples=8)
-def test_tree_compiled_equals_eager(case):
+def test_tree_compiled_equals_eager(dynamic, case):
     A, x = case.op, case.x
-    for got, want in zip(_compiled_apply(A, x), (A(x), A.H(A(x)), A.N(x))):
+    for got, want in zip(_compiled_apply(A, x, dynamic), (A(x), A.H(A(x)), A.N(x))):
         assert rel(got, want) <= rtol_for(case.op, case.x)
 
 

@@ -125,9 +125,10 @@ def test_to_keeps_storage_sharing(case):
     assert rel(fl.to(N, dtype=x.dtype)(x), N(case.x).to(x.dtype)) <= 10 * rtol_for(case.op, case.x)
 
 
+@pytest.mark.parametrize("dynamic", [False, True])
 @given(split_cases(nested=False))
 @settings(max_examples=10)
-def test_batched_compiles_and_differentiates(data):
+def test_batched_compiles_and_differentiates(dynamic, data):
     import torch._dynamo
 
     case, _, specs = data
@@ -135,7 +136,7 @@ def test_batched_compiles_and_differentiates(data):
     B = fl.create_batched_linop(A, specs)
     tol = 10 * rtol_for(case.op, case.x)
     torch._dynamo.reset()
-    f = torch.compile(lambda B, x: B(x), fullgraph=True, backend="eager")
+    f = torch.compile(lambda B, x: B(x), fullgraph=True, dynamic=dynamic, backend="eager")
     assert rel(f(B, x), A(x)) <= tol
     loss = lambda op: (lambda x: op(x).abs().square().sum())
     assert rel(torch.func.grad(loss(B))(x), torch.func.grad(loss(A))(x)) <= tol

@@ -186,7 +186,8 @@ def test_vmap_over_inputs_and_operator_stack():
     torch.testing.assert_close(ys, torch.stack([op(xs[0]) for op in ops]))
 
 
-def test_compile_fullgraph_no_graph_breaks():
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compile_fullgraph_no_graph_breaks(dynamic):
     import torch._dynamo
 
     D = [fl.Diagonal(torch.randn(8, 8, dtype=torch.complex64), ("...", "Nx", "Ny")) for _ in range(2)]
@@ -196,7 +197,7 @@ def test_compile_fullgraph_no_graph_breaks():
     explain = torch._dynamo.explain(f)(A, x)
     assert explain.graph_break_count == 0
     torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True, backend="eager")
+    compiled = torch.compile(f, fullgraph=True, dynamic=dynamic, backend="eager")
     torch.testing.assert_close(compiled(A, x), A(x))
     torch.testing.assert_close(compiled(A.H, A(x)), A.H(A(x)))
 

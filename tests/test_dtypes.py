@@ -184,7 +184,7 @@ def test_dense_promotes_instead_of_raising(wdtype, xdtype):
     for A in plans:
         assert A(x).dtype == want
         Wd, xd = A.weight.to(double(want)), x.to(double(want))
-        expected = torch.einsum(fl.ops.dense._equation(A.ilabels, A.weightshape, A.olabels), xd, Wd)
+        expected = torch.einsum(fl.ops.dense._equation(A._ilabels, A.weightshape, A._olabels), xd, Wd)
         assert rel(A(x).to(expected.dtype), expected) <= default_rtol(want)
 
 

@@ -263,9 +263,13 @@ def test_blocks_transforms():
     assert type(gm) is fl.ArrayToBlocks and gm.mask.shape == mask.shape
 
 
-def test_blocks_compile_fullgraph():
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_blocks_compile_fullgraph(dynamic):
+    import torch._dynamo
+
+    torch._dynamo.reset()
     A = fl.ArrayToBlocks((6, 7), (3, 3), (2, 2), _bool_mask((3, 3)))
-    f = torch.compile(lambda op, x: op.H(op(x)), fullgraph=True)
+    f = torch.compile(lambda op, x: op.H(op(x)), fullgraph=True, dynamic=dynamic)
     x = randn(2, 6, 7)
     torch.testing.assert_close(f(A, x), A.H(A(x)))
 

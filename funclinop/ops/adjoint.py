@@ -18,6 +18,10 @@ class Adjoint(Linop):
 
     linop: Linop
 
+    def _setup(self):
+        if not isinstance(self.linop, Linop):
+            raise TypeError(f"Adjoint: expected a Linop, got {type(self.linop).__name__}")
+
     @property
     def ishape(self):
         return self.linop.oshape

@@ -47,8 +47,12 @@ class Dense(Linop):
     broadcast_dims: tuple = static(default=())
     # Einsum labels of the input/output axes when they differ from the dim
     # names (the folded normal maps dim N to N through weight axes N, N1).
+    # The fields keep the argument (None: the dim names); the labels in use
+    # are derived, so that dataclasses.replace renaming dims recomputes them.
     ilabels: tuple = static(default=None, kw_only=True, repr=False)
     olabels: tuple = static(default=None, kw_only=True, repr=False)
+    _ilabels: tuple = derived()
+    _olabels: tuple = derived()
     _plan: tuple = derived()
     _adjoint_plan: tuple = derived()
 
@@ -83,6 +87,9 @@ class Dense(Linop):
                 )
         xl = tuple(self.ilabels or named(ishape))
         yl = tuple(self.olabels or named(oshape))
+        for what, labels, shape in (("ilabels", xl, ishape), ("olabels", yl, oshape)):
+            if len(labels) != len(named(shape)):
+                raise ShapeError(f"{self._name()}: {what} {labels} must have one label per named dim of {shape}")
         for d in xl:
             if d not in yl and d not in wshape:
                 raise ShapeError(f"{self._name()}: input dim {d!r} is neither in oshape nor in weightshape")
@@ -92,7 +99,7 @@ class Dense(Linop):
         for d in wshape:
             if d not in xl and d not in yl:
                 raise ShapeError(f"{self._name()}: weight dim {d!r} is neither in ishape nor in oshape")
-        self._set(broadcast_dims=broadcast, ilabels=xl, olabels=yl,
+        self._set(broadcast_dims=broadcast, _ilabels=xl, _olabels=yl,
                   _plan=_plan(xl, wshape, yl), _adjoint_plan=_plan(yl, wshape, xl))
 
     @classmethod
@@ -118,12 +125,12 @@ class Dense(Linop):
     def adjoint(self):
         return self._derive(
             weight=self.weight.conj(), ishape=self.oshape, oshape=self.ishape,
-            ilabels=self.olabels, olabels=self.ilabels,
+            ilabels=self.olabels, olabels=self.ilabels, _ilabels=self._olabels, _olabels=self._ilabels,
             _plan=self._adjoint_plan, _adjoint_plan=self._plan,
         )
 
     def normal(self):
-        xl, wl, yl = self.ilabels, self.weightshape, self.olabels
+        xl, wl, yl = self._ilabels, self.weightshape, self._olabels
         contracted = [d for d in xl if d in wl and d not in yl]
         avoid = set(xl) | set(wl) | set(yl) | set(named(self.ishape)) | set(named(self.oshape))
         prime = {}
@@ -144,9 +151,9 @@ class Dense(Linop):
         """The weight axes that dim ``dim`` indexes."""
         labels = []
         if dim in self.ishape:
-            labels.append(self.ilabels[named(self.ishape).index(dim)])
+            labels.append(self._ilabels[named(self.ishape).index(dim)])
         if dim in self.oshape:
-            labels.append(self.olabels[named(self.oshape).index(dim)])
+            labels.append(self._olabels[named(self.oshape).index(dim)])
         return [self.weightshape.index(l) for l in labels
                 if l in self.weightshape and l not in self.broadcast_dims]
 
@@ -154,7 +161,7 @@ class Dense(Linop):
         kind = super().split_kind(dim)
         if kind == "diag":
             k, j = named(self.ishape).index(dim), named(self.oshape).index(dim)
-            if self.ilabels[k] != self.olabels[j]:
+            if self._ilabels[k] != self._olabels[j]:
                 return None  # the folded normal maps dim N through N1: it mixes N
         return kind
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 
 
-from ..dims import ELLIPSIS, as_shape, named
+from ..dims import ELLIPSIS, as_shape, named, sorted_sizes
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 
@@ -198,7 +198,7 @@ class Rearrange(Linop):
                 n = _group_size(g, known)
                 if n is not None and sizes.setdefault(d, n) != n:
                     raise ShapeError(f"{self._name()}: dim {d!r} has size {n} on input and {sizes[d]} on output")
-        self._set(_sizes=tuple(sizes.items()))
+        self._set(_sizes=sorted_sizes(sizes))
 
     def apply(self, x):
         return _run(self._plan[0], x)

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 
-from ..dims import as_shape
+from ..dims import as_shape, sorted_sizes
 from ..linop import Linop, static
 
 __all__ = ["FunctionLinop"]
@@ -37,7 +37,7 @@ class FunctionLinop(Linop):
         if self.adjoint_fn is not None and not callable(self.adjoint_fn):
             raise TypeError("FunctionLinop: adjoint_fn must be callable")
         sizes = self.sizes
-        sizes = tuple(sorted((dict(sizes) if sizes else {}).items()))
+        sizes = sorted_sizes(dict(sizes) if sizes else {})
         self._set(
             ishape=as_shape(self.ishape, "FunctionLinop ishape"),
             oshape=as_shape(self.oshape, "FunctionLinop oshape"),

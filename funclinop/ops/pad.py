@@ -289,7 +289,7 @@ class _EndWindow(Linop):
                 f"{self.to_length} on the output; give it a new name in oshape"
             )
         axis = k - len(ishape)
-        short, long = sorted((self.from_length, self.to_length))
+        short, long = min(self.from_length, self.to_length), max(self.from_length, self.to_length)
         self._set(
             ishape=ishape, oshape=oshape, _axis=axis,
             _pad=(0, 0) * (-axis - 1) + (0, long - short),

@@ -71,6 +71,22 @@ def stack_blockdiag(gen, dtype, dims, avoid):
     return Stack(*blocks, idim=names[0], odim=names[0])
 
 
+@register_factory("Stack.index")
+def stack_index(gen, dtype, dims, avoid):
+    """New dims placed by ``(name, index)``, counted from either end."""
+    names = tuple(dims)
+    k = int(torch.randint(len(names) + 1, (1,), generator=gen))
+    index = k - (len(names) + 1) * int(torch.randint(2, (1,), generator=gen))  # k or its negative twin
+    if k < len(names) and dims[names[k]] == 2 and len(names) > 1:  # block-diagonal over names[k]
+        inner = {d: n for d, n in dims.items() if d != names[k]}
+        blocks = [ops.Diagonal(randn(gen, tuple(inner.values()), dtype), tuple(inner)) for _ in range(2)]
+        spec = (names[k], index + (index < 0))  # the inner shape has one dim fewer
+        return Stack(*blocks, idim=spec, odim=spec)
+    s = fresh("S", set(avoid) | set(dims))
+    return Stack(ops.Scalar(randn(gen, (), dtype), names),
+                 ops.Diagonal(randn(gen, tuple(dims.values()), dtype), names), odim=(s, index))
+
+
 def _pick(gen, n):
     return int(torch.randint(n, (1,), generator=gen))
 
