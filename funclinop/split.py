@@ -172,6 +172,8 @@ def split_linop(linop, batch_sizes):
 def _same_leaf(ts):
     """All tiles hold the same tensor (a leaf the split did not slice)."""
     t0 = ts[0]
+    if torch.compiler.is_compiling():  # storage is not traceable: only the same object counts
+        return all(t is t0 for t in ts)
     return all(t is t0 or (
         t.device == t0.device and t.device.type != "meta" and t.shape == t0.shape
         and t.stride() == t0.stride() and t.dtype == t0.dtype and t.storage_offset() == t0.storage_offset()
@@ -182,6 +184,8 @@ def _same_leaf(ts):
 def _stack_leaf(ts):
     """Stack tensors; evenly spaced views of one storage are stacked as a view."""
     t0 = ts[0]
+    if torch.compiler.is_compiling():
+        return torch.stack(ts)
     same = (t0.device.type != "meta" and all(
         t.shape == t0.shape and t.stride() == t0.stride() and t.dtype == t0.dtype
         and t.is_conj() == t0.is_conj() and t.is_neg() == t0.is_neg()
