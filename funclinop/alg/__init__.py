@@ -3,9 +3,15 @@
 All are pure functions. With ``tol=None`` they run a fixed number of
 iterations with no data-dependent Python branching, so ``torch.func.grad``,
 ``torch.func.vmap`` and ``torch.compile(fullgraph=True)`` can trace them.
+:func:`solve` differentiates the solution implicitly instead (one adjoint
+solve in the backward pass) and works under ``vmap`` with a ``tol`` too.
 """
 
 from .cg import CGInfo, cg
+from .info import SolveInfo
+from .lsqr import lsqr
+from .minres import minres
 from .power import power_method
+from .solve import solve
 
-__all__ = ["CGInfo", "cg", "power_method"]
+__all__ = ["CGInfo", "SolveInfo", "cg", "lsqr", "minres", "power_method", "solve"]

@@ -4,7 +4,9 @@ from typing import NamedTuple
 
 import torch
 
-from ._vec import inner, norm2, safe_div
+from ..errors import ShapeError
+from ..linop import Linop
+from ._vec import bcast, dot, safe_div, sqnorm, vwhere
 
 __all__ = ["cg", "CGInfo"]
 
@@ -110,80 +112,110 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
         raise ValueError(f"cg: x0 must be a tensor shaped like b {tuple(b.shape)}, got {what}")
     if not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"cg: max_iter must be a non-negative int, got {max_iter!r}")
-    fixed = not tol
-    if not fixed:
+    if tol:
         _require_finite(b, "b")
         if x0 is not None:
             _require_finite(x0, "x0")
-    b_norm2 = norm2(b)
+    x, iterations, residual, converged = _cg(A, b, x0, max_iter=max_iter, tol=tol, M=M)
+    if not return_info:
+        return x
+    return x, CGInfo(iterations, residual, converged)
+
+
+def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="cg"):
+    """The iterations of :func:`cg` on checked arguments: ``(x, iterations, residual_norm, converged)``.
+
+    With ``batched``, axis 0 of ``b`` indexes independent problems: every
+    inner product, step and stopping decision is per problem, ``A`` and ``M``
+    map a batch of vectors to a batch, and the solve runs until all are done.
+    ``hook(i, x, residual_norm)``, when given, is called after iteration ``i``.
+    """
+    fixed = not tol
+    b_norm2 = sqnorm(b, batched)
     threshold = torch.zeros_like(b_norm2) if fixed else (tol * tol) * b_norm2
     eps = torch.finfo(b_norm2.dtype).eps
     if x0 is None:
         x, r = torch.zeros_like(b), b
     else:
         # b == 0 has the solution 0 (the minimum-norm one when A is singular).
-        x = torch.where(b_norm2 == 0, torch.zeros_like(x0), x0)
-        r = b - A(x)
-    z = r if M is None else M(r)
+        x = vwhere(b_norm2 == 0, torch.zeros_like(x0), x0)
+        r = b - _square(A, x, f"{who}: A")
+    z = r if M is None else _square(M, r, f"{who}: M")
     p = z
-    rz = inner(r, z).real
-    rr = rz if M is None else norm2(r)
+    rz = dot(r, z, batched).real
+    rr = rz if M is None else sqnorm(r, batched)
     finite = torch.isfinite(rz) & torch.isfinite(rr)
     done = ~finite | (rr <= threshold)
-    iterations = torch.zeros((), dtype=torch.int64, device=b.device)
+    iterations = torch.zeros_like(rr, dtype=torch.int64)
     start = (x, rr, iterations)
     best_x, best_rr, best_iterations = start
-    for _ in range(max_iter):
-        if not fixed and bool(done):
+    for i in range(max_iter):
+        if not fixed and bool(done.all()):
             break
-        Ap = A(p)
-        pAp = inner(p, Ap).real
+        Ap = _square(A, p, f"{who}: A")
+        pAp = dot(p, Ap, batched).real
         finite = finite & torch.isfinite(pAp)
         done = done | ~finite | (pAp <= 0)
         # Once done, alpha = 0 and p is kept: the iterate stops changing.
         alpha = torch.where(done, torch.zeros_like(rz), safe_div(rz, pAp))
-        x = x + alpha * p
-        r = r - alpha * Ap
+        x = x + bcast(alpha, p) * p
+        r = r - bcast(alpha, Ap) * Ap
         z = r if M is None else M(r)
-        rz_next = inner(r, z).real
-        p = torch.where(done, p, z + safe_div(rz_next, rz) * p)
+        rz_next = dot(r, z, batched).real
+        p = vwhere(done, p, z + bcast(safe_div(rz_next, rz), p) * p)
         iterations = iterations + (~done).to(torch.int64)
         rz = rz_next
-        rr = rz if M is None else norm2(r)
+        rr = rz if M is None else sqnorm(r, batched)
         finite = finite & torch.isfinite(rz) & torch.isfinite(rr)
         # For a consistent system ||r_k|| <= sqrt(cond(A)) ||r_j|| (j < k): growth past
         # 1/sqrt(eps) means b is outside A's range (or A is singular to working precision).
         done = done | ~finite | (rr <= threshold) | (rr * eps > best_rr)
         # Keep the smallest-residual iterate, so diverging iterates are not what returns.
         better = rr < best_rr
-        best_x = torch.where(better, x, best_x)
+        best_x = vwhere(better, x, best_x)
         best_rr = torch.where(better, rr, best_rr)
         best_iterations = torch.where(better, iterations, best_iterations)
+        if hook is not None:
+            hook(i + 1, x, rr.sqrt())
     converged = finite & (best_rr <= threshold)
-    if not fixed and bool(finite & ~converged):
-        best_x, best_rr, best_iterations = _no_worse_than_start(A, b, start, (best_x, best_rr, best_iterations))
-        converged = best_rr <= threshold
+    if not fixed and bool((finite & ~converged).any()):
+        best_x, best_rr, best_iterations = _no_worse_than_start(
+            A, b, start, (best_x, best_rr, best_iterations), finite & ~converged, batched)
+        converged = converged | (finite & (best_rr <= threshold))
     # Any non-finite value poisons the result visibly instead of leaving a stale finite x.
-    x = torch.where(finite, best_x, torch.full_like(best_x, float("nan")))
-    if not return_info:
-        return x
+    x = vwhere(finite, best_x, torch.full_like(best_x, float("nan")))
     residual = torch.where(finite, best_rr, torch.full_like(best_rr, float("nan"))).sqrt()
-    return x, CGInfo(best_iterations, residual, converged)
+    return x, best_iterations, residual, converged
 
 
-def _no_worse_than_start(A, b, start, best):
-    """``best`` with its true squared residual, or ``start`` if that is no smaller.
+def _no_worse_than_start(A, b, start, best, unconverged, batched):
+    """``best`` with its true squared residual, or ``start`` if that is no smaller,
+    for the ``unconverged`` problems (the others keep ``best``).
 
     A step along a direction that is null only to rounding (``pᴴAp`` tiny but
     positive, as for b outside A's range) throws x far along it while the
     recurrence residual drifts away from ``b - A x``: only a direct residual
     shows it.
     """
-    x, _, iterations = best
-    rr = norm2(b - A(x))
-    return (x, rr, iterations) if bool(rr < start[1]) else start
+    x, best_rr, iterations = best
+    rr = sqnorm(b - A(x), batched)
+    back = unconverged & ~(rr < start[1])
+    rr = torch.where(unconverged, rr, best_rr)
+    return (vwhere(back, start[0], x), torch.where(back, start[1], rr), torch.where(back, start[2], iterations))
 
 
-def _require_finite(t, name):
+def _square(A, v, what):
+    """A v, refusing an operator that does not map v's shape to itself."""
+    w = A(v)
+    if w.shape != v.shape:
+        name = A._name() if isinstance(A, Linop) else type(A).__name__
+        raise ShapeError(
+            f"{what} ({name}) maps a vector of shape {tuple(v.shape)} to {tuple(w.shape)}; "
+            "it must map its input shape to itself (a Hermitian operator such as A.N)"
+        )
+    return w
+
+
+def _require_finite(t, name, who="cg"):
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"cg: {name} {tuple(t.shape)} has non-finite entries (NaN or inf)")
+        raise ValueError(f"{who}: {name} {tuple(t.shape)} has non-finite entries (NaN or inf)")
