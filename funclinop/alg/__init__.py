@@ -11,7 +11,12 @@ from .cg import CGInfo, cg
 from .info import SolveInfo
 from .lsqr import lsqr
 from .minres import minres
-from .power import power_method
+from .power import eig_bounds, opnorm, power_method
+from .precond import Polynomial, diagonal, jacobi, polynomial_preconditioner
 from .solve import solve
 
-__all__ = ["CGInfo", "SolveInfo", "cg", "lsqr", "minres", "power_method", "solve"]
+__all__ = [
+    "CGInfo", "SolveInfo", "cg", "minres", "lsqr", "solve",
+    "power_method", "opnorm", "eig_bounds",
+    "diagonal", "jacobi", "Polynomial", "polynomial_preconditioner",
+]
