@@ -149,27 +149,34 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
     iterations = torch.zeros_like(rr, dtype=torch.int64)
     start = (x, rr, iterations)
     best_x, best_rr, best_iterations = start
+    # 0-dim constants made once: a Python number in a tensor op costs a conversion per call
+    zero, one = torch.zeros_like(rz), torch.ones_like(rz)
+    eps, one_iteration = torch.full_like(rz, eps), torch.ones_like(iterations)
+    bad = ~finite
     for i in range(max_iter):
         if not fixed and bool(done.all()):
             break
         Ap = _square(A, p, f"{who}: A")
         pAp = dot(p, Ap, batched).real
-        finite = finite & torch.isfinite(pAp)
-        done = done | ~finite | (pAp <= 0)
-        # Once done, alpha = 0 and p is kept: the iterate stops changing.
-        alpha = torch.where(done, torch.zeros_like(rz), safe_div(rz, pAp))
-        x = x + bcast(alpha, p) * p
-        r = r - bcast(alpha, Ap) * Ap
+        stop = done | (pAp <= zero)
+        # Once stopped, alpha = 0: the iterate stops changing. Both branches of the
+        # division are guarded, so neither values nor gradients ever see 0/0.
+        alpha = torch.where(stop, zero, rz / torch.where(stop, one, pAp))
+        x = torch.addcmul(x, bcast(alpha, p), p)
+        r = torch.addcmul(r, bcast(alpha, Ap), Ap, value=-1)
         z = r if M is None else M(r)
         rz_next = dot(r, z, batched).real
-        p = vwhere(done, p, z + bcast(safe_div(rz_next, rz), p) * p)
-        iterations = iterations + (~done).to(torch.int64)
+        p = torch.addcmul(z, bcast(rz_next / torch.where(rz == zero, one, rz), p), p)
+        iterations = torch.where(stop, iterations, iterations + one_iteration)
         rz = rz_next
         rr = rz if M is None else sqnorm(r, batched)
-        finite = finite & torch.isfinite(rz) & torch.isfinite(rr)
+        # A non-finite value from A, M or an overflow reaches pAp or the residual
+        # (s - s is NaN for an infinite or NaN s, 0 otherwise).
+        s = pAp + rr if M is None else pAp + rr + rz
+        bad = bad | (s - s != zero)
         # For a consistent system ||r_k|| <= sqrt(cond(A)) ||r_j|| (j < k): growth past
         # 1/sqrt(eps) means b is outside A's range (or A is singular to working precision).
-        done = done | ~finite | (rr <= threshold) | (rr * eps > best_rr)
+        done = stop | bad | (rr <= threshold) | (rr * eps > best_rr)
         # Keep the smallest-residual iterate, so diverging iterates are not what returns.
         better = rr < best_rr
         best_x = vwhere(better, x, best_x)
@@ -177,6 +184,7 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
         best_iterations = torch.where(better, iterations, best_iterations)
         if hook is not None:
             hook(i + 1, x, rr.sqrt())
+    finite = ~bad
     converged = finite & (best_rr <= threshold)
     if not fixed and bool((finite & ~converged).any()):
         best_x, best_rr, best_iterations = _no_worse_than_start(
