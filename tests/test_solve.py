@@ -210,6 +210,19 @@ def test_implicit_gradient_equals_closed_form(method, dtype):
 
 
 @pytest.mark.parametrize("method", ["cg", "lsqr"])
+def test_second_order_gradients(method):
+    """The backward is built from solve and vjps, so it differentiates again."""
+    W, w, y, c, damp = problem(REAL, seed=17, m=6, n=4)
+    ours, closed = (ours_lsqr, closed_lsqr) if method == "lsqr" else (ours_normal(method), closed_normal)
+
+    def mixed(solution):
+        inner = grad(lambda W, w, y: (solution(W, w, y, damp) ** 3).sum(), argnums=1)
+        return grad(lambda W, w, y: (c.real * inner(W, w, y)).sum(), argnums=(0, 1, 2))(W, w, y)
+
+    assert_rel(mixed(ours), mixed(closed))
+
+
+@pytest.mark.parametrize("method", ["cg", "lsqr"])
 def test_plain_backward(method):
     W, w, y, c, damp = problem(COMPLEX, seed=7)
     ours, closed = (ours_lsqr, closed_lsqr) if method == "lsqr" else (ours_normal(method), closed_normal)
@@ -448,3 +461,17 @@ def test_bad_input_is_refused_before_iterating():
         fl.alg.solve(E.N, torch.ones(3, dtype=REAL), damp=-1.0)
     with pytest.raises(ValueError, match="tol must be"):
         fl.alg.solve(E.N, torch.ones(3, dtype=REAL), tol=float("nan"))
+
+
+def test_the_documented_learning_example_lowers_the_loss():
+    """The worked example of docs/algorithms.md, run smaller: it runs as written and learns."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "algorithms.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "torch.func.grad(loss)" in b)
+    assert "n = 64" in block and "range(20)" in block
+    scope = {}
+    exec(block.replace("n = 64", "n = 24").replace("range(20)", "range(3)"), scope)
+    start = scope["loss"](torch.full((24, 24), -4.0))
+    assert float(scope["loss"](scope["log_w"])) < float(start)
