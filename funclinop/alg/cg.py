@@ -6,7 +6,7 @@ import torch
 
 from ..errors import ShapeError
 from ..linop import Linop
-from ._vec import bcast, dot, safe_div, sqnorm, vwhere
+from ._vec import bcast, dot, sqnorm, vwhere
 
 __all__ = ["cg", "CGInfo"]
 
@@ -150,8 +150,8 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
     start = (x, rr, iterations)
     best_x, best_rr, best_iterations = start
     # 0-dim constants made once: a Python number in a tensor op costs a conversion per call
-    zero, one = torch.zeros_like(rz), torch.ones_like(rz)
-    eps, one_iteration = torch.full_like(rz, eps), torch.ones_like(iterations)
+    zero, inf = torch.zeros_like(rz), torch.full_like(rz, float("inf"))
+    eps, steps = torch.full_like(rz, eps), torch.arange(1, max_iter + 1, device=b.device)
     bad = ~finite
     for i in range(max_iter):
         if not fixed and bool(done.all()):
@@ -159,29 +159,34 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
         Ap = _square(A, p, f"{who}: A")
         pAp = dot(p, Ap, batched).real
         stop = done | (pAp <= zero)
-        # Once stopped, alpha = 0: the iterate stops changing. Both branches of the
-        # division are guarded, so neither values nor gradients ever see 0/0.
-        alpha = torch.where(stop, zero, rz / torch.where(stop, one, pAp))
+        # Once stopped, alpha = rz / inf = 0: the iterate stops changing. The guarded
+        # division never sees 0/0, in values or in gradients.
+        alpha = rz / torch.where(stop, inf, pAp)
         x = torch.addcmul(x, bcast(alpha, p), p)
         r = torch.addcmul(r, bcast(alpha, Ap), Ap, value=-1)
         z = r if M is None else M(r)
         rz_next = dot(r, z, batched).real
-        p = torch.addcmul(z, bcast(rz_next / torch.where(rz == zero, one, rz), p), p)
-        iterations = torch.where(stop, iterations, iterations + one_iteration)
+        # rz == 0 means r == 0 (so pAp == 0 and stop) unless M is only semidefinite
+        beta = rz_next / torch.where(stop if M is None else stop | (rz == zero), inf, rz)
+        p = torch.addcmul(z, bcast(beta, p), p)
         rz = rz_next
         rr = rz if M is None else sqnorm(r, batched)
         # A non-finite value from A, M or an overflow reaches pAp or the residual
-        # (s - s is NaN for an infinite or NaN s, 0 otherwise).
+        # (s - s is NaN for an infinite or NaN s).
         s = pAp + rr if M is None else pAp + rr + rz
-        bad = bad | (s - s != zero)
+        bad = bad | torch.isnan(s - s)
         # For a consistent system ||r_k|| <= sqrt(cond(A)) ||r_j|| (j < k): growth past
         # 1/sqrt(eps) means b is outside A's range (or A is singular to working precision).
-        done = stop | bad | (rr <= threshold) | (rr * eps > best_rr)
+        # (Without a tol, an exact solution stops at the next step, by pAp == 0.)
+        done = stop | bad | (rr * eps > best_rr)
+        if not fixed:
+            done = done | (rr <= threshold)
         # Keep the smallest-residual iterate, so diverging iterates are not what returns.
+        # The residual falls only in a step that was taken, step i + 1.
         better = rr < best_rr
         best_x = vwhere(better, x, best_x)
         best_rr = torch.where(better, rr, best_rr)
-        best_iterations = torch.where(better, iterations, best_iterations)
+        best_iterations = torch.where(better, steps[i], best_iterations)
         if hook is not None:
             hook(i + 1, x, rr.sqrt())
     finite = ~bad

@@ -25,7 +25,7 @@ from ..dims import ELLIPSIS, named
 from ..errors import ShapeError
 from ..linop import Linop
 from ._vec import bcast, operator_dtype_device
-from .cg import _cg
+from .cg import _cg, _require_finite
 from .info import SolveInfo
 from .lsqr import _lsqr, check_damp
 from .minres import _minres
@@ -363,8 +363,6 @@ def _residual(problem, x, b, damp, leaves):
 
 def _forward(problem, b, x0, damp, leaves):
     """Run the solve (plain tensors: the transforms are unwrapped by now)."""
-    from .cg import _require_finite
-
     who, batched = problem.who, problem.batch is not None
     if problem.tol:
         _require_finite(b, "b", who)
@@ -419,7 +417,8 @@ def _solve(problem, b, x0, damp, *leaves):
     if not torch._C._are_functorch_transforms_active() and not (
         torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
     ):
-        return tuple(_forward(problem, b, x0, damp, leaves))
+        with torch.no_grad():  # as the Function's forward: each small op skips autograd's bookkeeping
+            return tuple(_forward(problem, b, x0, damp, leaves))
     return _Solve.apply(problem, b, x0, damp, *leaves)
 
 
