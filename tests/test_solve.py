@@ -453,6 +453,8 @@ def test_bad_input_is_refused_before_iterating():
         fl.alg.solve(lambda x: W @ x, torch.ones(5, dtype=REAL), method="lsqr")
     with pytest.raises(ValueError, match="lsqr takes no preconditioner"):
         fl.alg.solve(E, torch.ones(5, dtype=REAL), method="lsqr", M=fl.Identity(("N",)))
+    with pytest.raises(fl.DeviceError, match=r"b is on cpu but A = Diagonal\(\(N\) -> \(N\)\) has its tensors on meta"):
+        fl.alg.solve(fl.Diagonal(torch.ones(3, device="meta"), ("N",)), torch.ones(3, dtype=REAL), callback=never)
     with pytest.raises(ValueError, match="method must be one of"):
         fl.alg.solve(E.N, torch.ones(3, dtype=REAL), method="gmres")
     with pytest.raises(TypeError, match="floating-point or complex"):

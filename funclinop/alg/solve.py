@@ -22,7 +22,7 @@ import torch
 import torch.utils._pytree as tp
 
 from ..dims import ELLIPSIS, named
-from ..errors import ShapeError
+from ..errors import DeviceError, ShapeError
 from ..linop import Linop
 from ._vec import bcast, operator_dtype_device
 from .cg import _cg, _require_finite
@@ -90,8 +90,8 @@ def solve(A, b, *, method="cg", x0=None, M=None, tol=1e-6, max_iter=100, damp=0.
     Notes
     -----
     Bad input is refused before any iteration: a non-square operator for cg
-    or minres, a ``b``, ``x0`` or ``M`` of the wrong shape, and (with a
-    ``tol``) non-finite entries in ``b`` or ``x0``. Breakdown, singular
+    or minres, a ``b``, ``x0`` or ``M`` of the wrong shape, an operator on
+    another device, and (with a ``tol``) non-finite entries in ``b`` or ``x0``. Breakdown, singular
     systems and non-finite values inside the solve behave as in :func:`cg`.
 
     The gradient is exact for the exact solution; its accuracy is that of
@@ -122,6 +122,7 @@ def solve(A, b, *, method="cg", x0=None, M=None, tol=1e-6, max_iter=100, damp=0.
     damp = check_damp(damp, who)
     b = _check_tensor(who, "b", b)
     _check_operator(who, method, A, b)
+    _check_devices(who, b, A, M)
     dtype = _promoted(A, b)
     b = b.to(dtype)
     if x0 is not None:
@@ -226,6 +227,19 @@ def _check_preconditioner(who, method, M, b):
     if not _square(M):
         raise ShapeError(f"{who}: the preconditioner M = {M._name()} is not square")
     _check_shape(who, "b", b, "M", M, M.ishape)
+
+
+def _check_devices(who, b, *ops):
+    """An operator whose tensors all sit on one device other than b's cannot apply to it
+    (one with tensors on several devices moves data itself, through ToDevice)."""
+    for role, op in zip(("A", "M"), ops):
+        if isinstance(op, Linop):
+            devices = {t.device for t in tp.tree_leaves(op) if isinstance(t, torch.Tensor)}
+            if len(devices) == 1 and b.device not in devices:
+                raise DeviceError(
+                    f"{who}: b is on {b.device} but {role} = {op._name()} has its tensors on "
+                    f"{devices.pop()}; move one with fl.to"
+                )
 
 
 def _promoted(A, b):
