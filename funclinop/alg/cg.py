@@ -150,9 +150,11 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
     start = (x, rr, iterations)
     best_x, best_rr, best_iterations = start
     # 0-dim constants made once: a Python number in a tensor op costs a conversion per call
-    zero, inf = torch.zeros_like(rz), torch.full_like(rz, float("inf"))
-    eps, steps = torch.full_like(rz, eps), torch.arange(1, max_iter + 1, device=b.device)
-    bad = ~finite
+    zero, inf, eps = torch.zeros_like(rz), torch.full_like(rz, float("inf")), torch.full_like(rz, eps)
+    # pAp + rr summed over the iterations: NaN or infinite once any value was (a
+    # non-finite value from A, M or an overflow reaches pAp or the residual)
+    total = zero
+    improved = []  # per step: did it lower the smallest residual so far
     for i in range(max_iter):
         if not fixed and bool(done.all()):
             break
@@ -171,25 +173,25 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
         p = torch.addcmul(z, bcast(beta, p), p)
         rz = rz_next
         rr = rz if M is None else sqnorm(r, batched)
-        # A non-finite value from A, M or an overflow reaches pAp or the residual
-        # (s - s is NaN for an infinite or NaN s).
-        s = pAp + rr if M is None else pAp + rr + rz
-        bad = bad | torch.isnan(s - s)
+        total = total + (pAp + rr if M is None else pAp + rr + rz)
         # For a consistent system ||r_k|| <= sqrt(cond(A)) ||r_j|| (j < k): growth past
         # 1/sqrt(eps) means b is outside A's range (or A is singular to working precision).
-        # (Without a tol, an exact solution stops at the next step, by pAp == 0.)
-        done = stop | bad | (rr * eps > best_rr)
+        # Without a tol, an exact solution stops at the next step (pAp == 0) and a
+        # non-finite value makes x NaN at the end.
+        done = stop | (rr * eps > best_rr)
         if not fixed:
-            done = done | (rr <= threshold)
+            done = done | (rr <= threshold) | torch.isnan(total - total)
         # Keep the smallest-residual iterate, so diverging iterates are not what returns.
-        # The residual falls only in a step that was taken, step i + 1.
         better = rr < best_rr
         best_x = vwhere(better, x, best_x)
         best_rr = torch.where(better, rr, best_rr)
-        best_iterations = torch.where(better, steps[i], best_iterations)
+        improved.append(better)
         if hook is not None:
             hook(i + 1, x, rr.sqrt())
-    finite = ~bad
+    finite = finite & ~torch.isnan(total - total)
+    if improved:  # the best iterate came from the last step that lowered the residual
+        steps = torch.arange(1, len(improved) + 1, device=b.device)
+        best_iterations = (bcast(steps, best_rr.unsqueeze(0)) * torch.stack(improved)).amax(0)
     converged = finite & (best_rr <= threshold)
     if not fixed and bool((finite & ~converged).any()):
         best_x, best_rr, best_iterations = _no_worse_than_start(
