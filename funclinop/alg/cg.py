@@ -92,8 +92,9 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     converges, from ``x0 = 0`` to the minimum-norm solution.
 
     A non-finite value in the solve (in ``b`` or ``x0`` in the
-    fixed-iteration mode, or from A or M, overflow included) stops it and
-    makes ``x`` and ``residual_norm`` NaN, never a stale finite answer.
+    fixed-iteration mode, or from A or M, overflow included) makes ``x`` and
+    ``residual_norm`` NaN, never a stale finite answer; with a ``tol`` it
+    also stops the solve.
 
     Examples
     --------
