@@ -8,9 +8,10 @@ memory of implicit against unrolled gradients, and polynomial preconditioning.
    the loop).
 2. Peak memory of ``torch.func.grad`` (with respect to the coil maps) through
    100 CG iterations: unrolled (``fl.alg.cg``) against implicit
-   (``fl.alg.solve``), each in a fresh process, as the rise of the peak RSS
-   over the RSS before the gradient (glibc's mmap threshold is pinned so that
-   freed blocks go back to the system). Target: implicit ≤ 1/10 of unrolled.
+   (``fl.alg.solve``), as the peak of the bytes held by the tensors the
+   gradient creates (counted exactly by a dispatch mode, so the figure does
+   not depend on the allocator or the machine). Target: implicit ≤ 1/10 of
+   unrolled.
 3. Polynomial preconditioners: CG iterations and time to reach the same
    relative residual with and without them.
 
@@ -21,15 +22,15 @@ not inflate (``--wall-time`` for the wall clock).
 """
 
 import argparse
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import funclinop as fl  # noqa: E402
@@ -109,51 +110,65 @@ def _quartiles(timing, name, base):
 # ---- 2. memory -----------------------------------------------------------------------------
 
 
-def memory_child(kind, C, N, iters):
-    """Runs in a fresh process: prints the rise of the peak RSS (MiB) during one gradient."""
+class PeakTensorMemory(TorchDispatchMode):
+    """The peak of the bytes held by tensor storages created while the mode is on.
+
+    Every op's outputs pass through ``__torch_dispatch__`` (below the
+    ``torch.func`` transforms, so saved tensors and intermediates count); a
+    storage counts from its creation until it is freed (a finalizer on its
+    Python object, which PyTorch keeps for as long as the storage lives).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.now, self.peak = {}, 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                if id(storage) not in self.live:
+                    self.live[id(storage)] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    self.peak = max(self.peak, self.now)
+                    weakref.finalize(storage, self._free, id(storage))
+        return out
+
+    def _free(self, key):
+        self.now -= self.live.pop(key)
+
+
+def memory(C, N, iters):
     from funclinop.demo import sense_operator
 
     maps, mask, x_true = data(C, N)
     y = sense_operator(maps, mask)(x_true)
 
-    def loss(maps, it):
+    def loss(maps, solver):
         A = sense_operator(maps, mask)
         S = A.N + LAM * fl.Identity(fl.Dim("NxNy"))
-        if kind == "unrolled":
-            x = fl.alg.cg(S, A.H(y), tol=None, max_iter=it)
-        else:
-            x = fl.alg.solve(S, A.H(y), tol=None, max_iter=it)
-        return (x - x_true).abs().square().sum()
+        return (solver(S, A.H(y)) - x_true).abs().square().sum()
 
-    torch.func.grad(loss)(maps, 1)  # warm up: load what the transforms load
-    before = _rss_mib()
-    t = time.perf_counter()
-    torch.func.grad(loss)(maps, iters)
-    t = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{peak - before:.1f} {t:.3f}")
-
-
-def _rss_mib():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def memory(C, N, iters, threads):
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    results = {}
-    for kind in ("unrolled", "implicit"):
-        cmd = [sys.executable, __file__, "--memory-child", kind, str(C), str(N), str(iters), "--threads", str(threads)]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.split()
-        results[kind] = (float(out[0]), float(out[1]))
-    print(f"\n2. Peak memory of torch.func.grad (w.r.t. the coil maps) through {iters} CG iterations, "
+    solvers = {
+        "unrolled": lambda S, b: fl.alg.cg(S, b, tol=None, max_iter=iters),
+        "implicit": lambda S, b: fl.alg.solve(S, b, tol=None, max_iter=iters),
+    }
+    print(f"\n2. Peak tensor memory of torch.func.grad (w.r.t. the coil maps) through {iters} CG iterations, "
           f"SENSE {C}×{N}×{N} complex64")
-    print(f"{'gradient':<10} {'peak RSS rise (MiB)':>20} {'time (s)':>10}")
-    for kind, (mib, t) in results.items():
-        print(f"{kind:<10} {mib:>20.1f} {t:>10.2f}")
-    ratio = results["implicit"][0] / results["unrolled"][0]
-    print(f"   implicit / unrolled memory: {ratio:.3f} (target <= 0.1)")
+    print(f"{'gradient':<10} {'peak (MiB)':>11} {'time (s)':>9}")
+    peaks, grads = {}, {}
+    for kind, solver in solvers.items():
+        t = time.perf_counter()
+        grads[kind] = torch.func.grad(loss)(maps, solver)
+        t = time.perf_counter() - t
+        with PeakTensorMemory() as tracker:
+            torch.func.grad(loss)(maps, solver)
+        peaks[kind] = tracker.peak / 2**20
+        print(f"{kind:<10} {peaks[kind]:>11.1f} {t:>9.2f}")
+    difference = float((grads["implicit"] - grads["unrolled"]).norm() / grads["unrolled"].norm())
+    print(f"   implicit / unrolled memory: {peaks['implicit'] / peaks['unrolled']:.3f} (target <= 0.1); "
+          f"the gradients differ by {difference:.1e} (relative)")
 
 
 # ---- 3. polynomial preconditioners -----------------------------------------------------------
@@ -195,16 +210,12 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--wall-time", action="store_true",
                    help="time section 1 by the wall clock (default with one thread: the thread's CPU time)")
-    p.add_argument("--memory-child", nargs=4, metavar=("KIND", "C", "N", "ITERS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.memory_child:
-        kind, C, N, iters = args.memory_child
-        return memory_child(kind, int(C), int(N), int(iters))
     print(machine_line())
     clock = time.perf_counter_ns if args.wall_time or args.threads != 1 else time.thread_time_ns
     speed(8, 128, 30, 5 if args.quick else 40, clock)
-    memory(8, 128, 100, args.threads)
+    memory(8, 128, 100)
     preconditioning(8, 128, 1e-6, (2, 4) if args.quick else (2, 4, 8))
 
 

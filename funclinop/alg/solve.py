@@ -138,7 +138,7 @@ def solve(A, b, *, method="cg", x0=None, M=None, tol=1e-6, max_iter=100, damp=0.
         damped=damp is not None, hook=_Hook(progress, callback) if progress or callback else None,
     )
     damp_t = None if damp is None else torch.as_tensor(damp, dtype=torch.empty((), dtype=dtype).real.dtype)
-    x, iterations, residual, converged = _solve(problem, b, x0, damp_t, *a_leaves, *m_leaves)
+    x, iterations, residual, converged = _solve(problem, (A, M), b, x0, damp_t, *a_leaves, *m_leaves)
     return (x, SolveInfo(iterations, residual, converged)) if return_info else x
 
 
@@ -327,9 +327,10 @@ def _linops(problem, leaves):
     return a, m
 
 
-def _applies(problem, leaves):
-    """``(apply A, apply Aᴴ, apply M)`` as functions of a (batched) vector."""
-    A, M = _linops(problem, leaves)
+def _applies(problem, leaves, linops=None):
+    """``(apply A, apply Aᴴ, apply M)`` as functions of a (batched) vector; ``linops``
+    are ``(A, M)`` themselves when the caller has them (no rebuilding)."""
+    A, M = linops if linops is not None else _linops(problem, leaves)
     fwd = A.apply if isinstance(A, Linop) else A
     adj = A.apply_adjoint if isinstance(A, Linop) else None
     pre = None if M is None else (M.apply if isinstance(M, Linop) else M)
@@ -375,14 +376,14 @@ def _residual(problem, x, b, damp, leaves):
     return _system(problem, fwd, adj, damp)(x) - b
 
 
-def _forward(problem, b, x0, damp, leaves):
+def _forward(problem, b, x0, damp, leaves, linops=None):
     """Run the solve (plain tensors: the transforms are unwrapped by now)."""
     who, batched = problem.who, problem.batch is not None
     if problem.tol:
         _require_finite(b, "b", who)
         if x0 is not None:
             _require_finite(x0, "x0", who)
-    fwd, adj, pre = _applies(problem, leaves)
+    fwd, adj, pre = _applies(problem, leaves, linops)
     hook, close = _hook(problem)
     try:
         options = dict(max_iter=problem.max_iter, tol=problem.tol, batched=batched, hook=hook, who=who)
@@ -419,7 +420,7 @@ def _hook(problem):
     return hook, (bar.close if bar is not None else lambda: None)
 
 
-def _solve(problem, b, x0, damp, *leaves):
+def _solve(problem, linops, b, x0, damp, *leaves):
     """``_Solve.apply``, or the plain solve when there is nothing to differentiate or vmap.
 
     The shortcut is the check ``autograd.Function.apply`` makes itself; it
@@ -432,7 +433,7 @@ def _solve(problem, b, x0, damp, *leaves):
         torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
     ):
         with torch.no_grad():  # as the Function's forward: each small op skips autograd's bookkeeping
-            return tuple(_forward(problem, b, x0, damp, leaves))
+            return tuple(_forward(problem, b, x0, damp, leaves, linops))
     return _Solve.apply(problem, b, x0, damp, *leaves)
 
 
