@@ -477,3 +477,43 @@ def test_the_documented_learning_example_lowers_the_loss():
     exec(block.replace("n = 64", "n = 24").replace("range(20)", "range(3)"), scope)
     start = scope["loss"](torch.full((24, 24), -4.0))
     assert float(scope["loss"](scope["log_w"])) < float(start)
+
+
+def _host_cases():
+    gen = torch.Generator().manual_seed(18)
+    W = randn(gen, 10, 6, dtype=COMPLEX)
+    G = W.mH @ W + torch.eye(6, dtype=COMPLEX)
+    A = dense(G)
+    b = randn(gen, 6, dtype=COMPLEX)
+    M = fl.Diagonal(1 / torch.diagonal(G).real, ("N",))
+    R = dense(randn(gen, 3, 8))  # rank 3: R.N is singular
+    two = fl.Diagonal(torch.full((3,), 2.0, dtype=REAL), ("N",))
+    return {
+        "converges": (A, b, None, None, 1e-10, 50),
+        "preconditioned": (A, b, None, M, 1e-10, 50),
+        "from x0": (A, b, randn(gen, 6, dtype=COMPLEX), None, 1e-10, 50),
+        "fixed, unconverged": (A, b, None, M, None, 3),
+        "b = 0": (A, torch.zeros(6, dtype=COMPLEX), randn(gen, 6, dtype=COMPLEX), None, 1e-8, 10),
+        "exact after one step": (two, torch.tensor([1.0, 2.0, 3.0], dtype=REAL), None, None, None, 10),
+        "null direction": (fl.Diagonal(torch.tensor([1.0, 0.0], dtype=REAL), ("N",)), torch.ones(2, dtype=REAL),
+                           None, None, 1e-8, 10),
+        "inconsistent singular": (R.N, randn(gen, 8), None, None, 1e-10, 60),
+        "inconsistent singular, fixed": (R.N, randn(gen, 8), None, None, None, 60),
+        "non-finite operator": (fl.Diagonal(torch.tensor([1.0, float("inf")], dtype=REAL), ("N",)),
+                                torch.ones(2, dtype=REAL), None, None, 1e-8, 10),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_host_cases()))
+def test_host_scalar_cg_decides_as_the_tensor_path(case):
+    """solve's eager CPU path keeps CG's scalars on the host: same decisions, same answers."""
+    from funclinop.alg.cg import _cg
+
+    A, b, x0, M, tol, max_iter = _host_cases()[case]
+    tensor = _cg(A, b, x0, M=M, tol=tol, max_iter=max_iter)
+    host = _cg(A, b, x0, M=M, tol=tol, max_iter=max_iter, host=True)
+    torch.testing.assert_close(host[0], tensor[0], rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert int(host[1]) == int(tensor[1]) and bool(host[3]) == bool(tensor[3])
+    torch.testing.assert_close(host[2], tensor[2], rtol=1e-9, atol=1e-12, equal_nan=True)
+    for t, h in zip(tensor[1:], host[1:]):
+        assert (t.dtype, t.shape) == (h.dtype, h.shape)

@@ -1,5 +1,6 @@
 """Conjugate gradients for Hermitian positive (semi)definite systems."""
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -123,14 +124,17 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     return x, CGInfo(iterations, residual, converged)
 
 
-def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="cg"):
+def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="cg", host=False):
     """The iterations of :func:`cg` on checked arguments: ``(x, iterations, residual_norm, converged)``.
 
     With ``batched``, axis 0 of ``b`` indexes independent problems: every
     inner product, step and stopping decision is per problem, ``A`` and ``M``
     map a batch of vectors to a batch, and the solve runs until all are done.
     ``hook(i, x, residual_norm)``, when given, is called after iteration ``i``.
+    ``host=True`` runs :func:`_cg_host` instead (same results).
     """
+    if host and not batched:
+        return _cg_host(A, b, x0, max_iter=max_iter, tol=tol, M=M, hook=hook, who=who)
     fixed = not tol
     b_norm2 = sqnorm(b, batched)
     threshold = torch.zeros_like(b_norm2) if fixed else (tol * tol) * b_norm2
@@ -202,6 +206,74 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
     x = vwhere(finite, best_x, torch.full_like(best_x, float("nan")))
     residual = torch.where(finite, best_rr, torch.full_like(best_rr, float("nan"))).sqrt()
     return x, best_iterations, residual, converged
+
+
+def _cg_host(A, b, x0=None, *, max_iter, tol, M=None, hook=None, who="cg"):
+    """``_cg`` for one problem with its scalars on the host, for eager solves on the CPU.
+
+    Each inner product is read back as a Python float (free on the CPU), so
+    the breakdown guards, the stopping tests and the best-iterate tracking
+    are Python arithmetic, not a dozen tensor ops per iteration, and the
+    updates are single ``add`` kernels. The decisions and the returned
+    values are those of the tensor path (scalars in float64 rather than b's
+    precision); it runs no iteration past the one that stops the solve,
+    whose results the tensor path would leave unchanged. Not for autograd
+    through the iterations, ``vmap`` or ``torch.compile``.
+    """
+    real = b.real.dtype if b.is_complex() else b.dtype
+    eps = torch.finfo(real).eps
+    b_norm2 = float(sqnorm(b))
+    threshold = (tol * tol) * b_norm2 if tol else 0.0
+    if x0 is None or b_norm2 == 0:
+        # b == 0 has the solution 0 (the minimum-norm one when A is singular).
+        x, r = torch.zeros_like(b), b
+    else:
+        x = x0
+        r = b - _square(A, x, f"{who}: A")
+    z = r if M is None else _square(M, r, f"{who}: M")
+    p = z
+    rz = float(dot(r, z).real)
+    rr = rz if M is None else float(sqnorm(r))
+    finite = math.isfinite(rz) and math.isfinite(rr)
+    start = best = (x, rr, 0)
+    done = not finite or rr <= threshold
+    for i in range(max_iter):
+        if done:
+            break
+        Ap = _square(A, p, f"{who}: A")
+        pAp = float(dot(p, Ap).real)
+        if not pAp > 0:  # breakdown, or NaN
+            finite = not math.isnan(pAp) and pAp != -math.inf
+            break
+        alpha = rz / pAp
+        x = x.add(p, alpha=alpha)
+        r = r.add(Ap, alpha=-alpha)
+        z = r if M is None else M(r)
+        rz_next = float(dot(r, z).real)
+        rr = rz_next if M is None else float(sqnorm(r))
+        if not (math.isfinite(pAp + rr) and math.isfinite(rz_next)):
+            finite = False
+            break
+        p = z.add(p, alpha=rz_next / rz) if rz != 0 else z
+        rz = rz_next
+        # as in _cg: divergence is judged against the best residual before this step
+        done = rr <= threshold or rr * eps > best[1]
+        if rr < best[1]:
+            best = (x, rr, i + 1)
+        if hook is not None:
+            hook(i + 1, x, torch.tensor(math.sqrt(rr), dtype=real, device=b.device))
+    x, best_rr, iterations = best
+    converged = finite and best_rr <= threshold
+    if tol and finite and not converged:
+        # see _no_worse_than_start
+        true_rr = float(sqnorm(b - A(x)))
+        x, best_rr, iterations = (x, true_rr, iterations) if true_rr < start[1] else start
+        converged = best_rr <= threshold
+    if not finite:
+        x, best_rr = torch.full_like(x, float("nan")), float("nan")
+    device = b.device
+    return (x, torch.tensor(iterations, device=device), torch.tensor(math.sqrt(best_rr), dtype=real, device=device),
+            torch.tensor(converged, device=device))
 
 
 def _no_worse_than_start(A, b, start, best, unconverged, batched):

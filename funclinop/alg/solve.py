@@ -392,7 +392,9 @@ def _forward(problem, b, x0, damp, leaves, linops=None):
         system = _system(problem, fwd, adj, damp)
         if problem.method == "minres":
             return _minres(system, b, x0, M=pre, **options)
-        return _cg(system, b, x0, M=pre, **options)
+        # eager on the CPU, CG's scalars live on the host (the tensors here are plain)
+        host = b.device.type == "cpu" and not torch.compiler.is_compiling()
+        return _cg(system, b, x0, M=pre, host=host, **options)
     finally:
         close()
 
