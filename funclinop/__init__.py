@@ -37,6 +37,7 @@ from .ops import (
     Truncate,
     Zero,
 )
+from .scipy import from_scipy, to_scipy
 from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
 
 try:
@@ -67,4 +68,6 @@ __all__ = [
     "ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation",
     # splitting, batching, devices
     "tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "ToDevice",
+    # scipy.sparse.linalg bridge
+    "to_scipy", "from_scipy",
 ]

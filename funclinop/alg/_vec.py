@@ -8,7 +8,7 @@ axis, so leading batch dims are part of the vector, not separate problems
 import optree
 import torch
 
-__all__ = ["inner", "norm2", "safe_div", "operator_dtype_device"]
+__all__ = ["inner", "norm2", "dot", "sqnorm", "bcast", "vwhere", "safe_div", "operator_dtype_device"]
 
 
 def inner(a, b):
@@ -19,6 +19,29 @@ def inner(a, b):
 def norm2(a):
     """||a||², a real 0-dim tensor."""
     return inner(a, a).real
+
+
+def dot(a, b, batched=False):
+    """<a, b> per problem: over all axes, or over all but axis 0 when ``batched``
+    (axis 0 then indexes independent problems and the result has one entry each)."""
+    if batched:
+        return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
+    return inner(a, b)
+
+
+def sqnorm(a, batched=False):
+    """||a||² per problem (real)."""
+    return dot(a, a, batched).real
+
+
+def bcast(s, v):
+    """A per-problem scalar ``s`` (0-dim, or one entry per problem) shaped to scale ``v``."""
+    return s if s.ndim == 0 else s.reshape(s.shape + (1,) * (v.ndim - s.ndim))
+
+
+def vwhere(cond, a, b):
+    """``torch.where`` with a per-problem condition and vector branches."""
+    return torch.where(bcast(cond, a), a, b)
 
 
 def safe_div(num, den):

@@ -1,10 +1,13 @@
 """Conjugate gradients for Hermitian positive (semi)definite systems."""
 
+import math
 from typing import NamedTuple
 
 import torch
 
-from ._vec import inner, norm2, safe_div
+from ..errors import ShapeError
+from ..linop import Linop
+from ._vec import bcast, dot, sqnorm, vwhere
 
 __all__ = ["cg", "CGInfo"]
 
@@ -90,8 +93,9 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     converges, from ``x0 = 0`` to the minimum-norm solution.
 
     A non-finite value in the solve (in ``b`` or ``x0`` in the
-    fixed-iteration mode, or from A or M, overflow included) stops it and
-    makes ``x`` and ``residual_norm`` NaN, never a stale finite answer.
+    fixed-iteration mode, or from A or M, overflow included) makes ``x`` and
+    ``residual_norm`` NaN, never a stale finite answer; with a ``tol`` it
+    also stops the solve.
 
     Examples
     --------
@@ -110,80 +114,196 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
         raise ValueError(f"cg: x0 must be a tensor shaped like b {tuple(b.shape)}, got {what}")
     if not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"cg: max_iter must be a non-negative int, got {max_iter!r}")
-    fixed = not tol
-    if not fixed:
+    if tol:
         _require_finite(b, "b")
         if x0 is not None:
             _require_finite(x0, "x0")
-    b_norm2 = norm2(b)
+    x, iterations, residual, converged = _cg(A, b, x0, max_iter=max_iter, tol=tol, M=M)
+    if not return_info:
+        return x
+    return x, CGInfo(iterations, residual, converged)
+
+
+def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="cg", host=False):
+    """The iterations of :func:`cg` on checked arguments: ``(x, iterations, residual_norm, converged)``.
+
+    With ``batched``, axis 0 of ``b`` indexes independent problems: every
+    inner product, step and stopping decision is per problem, ``A`` and ``M``
+    map a batch of vectors to a batch, and the solve runs until all are done.
+    ``hook(i, x, residual_norm)``, when given, is called after iteration ``i``.
+    ``host=True`` runs :func:`_cg_host` instead (same results).
+    """
+    if host and not batched:
+        return _cg_host(A, b, x0, max_iter=max_iter, tol=tol, M=M, hook=hook, who=who)
+    fixed = not tol
+    b_norm2 = sqnorm(b, batched)
     threshold = torch.zeros_like(b_norm2) if fixed else (tol * tol) * b_norm2
     eps = torch.finfo(b_norm2.dtype).eps
     if x0 is None:
         x, r = torch.zeros_like(b), b
     else:
         # b == 0 has the solution 0 (the minimum-norm one when A is singular).
-        x = torch.where(b_norm2 == 0, torch.zeros_like(x0), x0)
-        r = b - A(x)
-    z = r if M is None else M(r)
+        x = vwhere(b_norm2 == 0, torch.zeros_like(x0), x0)
+        r = b - _square(A, x, f"{who}: A")
+    z = r if M is None else _square(M, r, f"{who}: M")
     p = z
-    rz = inner(r, z).real
-    rr = rz if M is None else norm2(r)
+    rz = dot(r, z, batched).real
+    rr = rz if M is None else sqnorm(r, batched)
     finite = torch.isfinite(rz) & torch.isfinite(rr)
     done = ~finite | (rr <= threshold)
-    iterations = torch.zeros((), dtype=torch.int64, device=b.device)
+    iterations = torch.zeros_like(rr, dtype=torch.int64)
     start = (x, rr, iterations)
     best_x, best_rr, best_iterations = start
-    for _ in range(max_iter):
-        if not fixed and bool(done):
+    # 0-dim constants made once: a Python number in a tensor op costs a conversion per call
+    zero, inf, eps = torch.zeros_like(rz), torch.full_like(rz, float("inf")), torch.full_like(rz, eps)
+    # pAp + rr summed over the iterations: NaN or infinite once any value was (a
+    # non-finite value from A, M or an overflow reaches pAp or the residual)
+    total = zero
+    improved = []  # per step: did it lower the smallest residual so far
+    for i in range(max_iter):
+        if not fixed and bool(done.all()):
             break
-        Ap = A(p)
-        pAp = inner(p, Ap).real
-        finite = finite & torch.isfinite(pAp)
-        done = done | ~finite | (pAp <= 0)
-        # Once done, alpha = 0 and p is kept: the iterate stops changing.
-        alpha = torch.where(done, torch.zeros_like(rz), safe_div(rz, pAp))
-        x = x + alpha * p
-        r = r - alpha * Ap
+        Ap = _square(A, p, f"{who}: A")
+        pAp = dot(p, Ap, batched).real
+        stop = done | (pAp <= zero)
+        # Once stopped, alpha = rz / inf = 0: the iterate stops changing. The guarded
+        # division never sees 0/0, in values or in gradients.
+        alpha = rz / torch.where(stop, inf, pAp)
+        x = torch.addcmul(x, bcast(alpha, p), p)
+        r = torch.addcmul(r, bcast(alpha, Ap), Ap, value=-1)
         z = r if M is None else M(r)
-        rz_next = inner(r, z).real
-        p = torch.where(done, p, z + safe_div(rz_next, rz) * p)
-        iterations = iterations + (~done).to(torch.int64)
+        rz_next = dot(r, z, batched).real
+        # rz == 0 means r == 0 (so pAp == 0 and stop) unless M is only semidefinite
+        beta = rz_next / torch.where(stop if M is None else stop | (rz == zero), inf, rz)
+        p = torch.addcmul(z, bcast(beta, p), p)
         rz = rz_next
-        rr = rz if M is None else norm2(r)
-        finite = finite & torch.isfinite(rz) & torch.isfinite(rr)
+        rr = rz if M is None else sqnorm(r, batched)
+        total = total + (pAp + rr if M is None else pAp + rr + rz)
         # For a consistent system ||r_k|| <= sqrt(cond(A)) ||r_j|| (j < k): growth past
         # 1/sqrt(eps) means b is outside A's range (or A is singular to working precision).
-        done = done | ~finite | (rr <= threshold) | (rr * eps > best_rr)
+        # Without a tol, an exact solution stops at the next step (pAp == 0) and a
+        # non-finite value makes x NaN at the end.
+        done = stop | (rr * eps > best_rr)
+        if not fixed:
+            done = done | (rr <= threshold) | torch.isnan(total - total)
         # Keep the smallest-residual iterate, so diverging iterates are not what returns.
         better = rr < best_rr
-        best_x = torch.where(better, x, best_x)
+        best_x = vwhere(better, x, best_x)
         best_rr = torch.where(better, rr, best_rr)
-        best_iterations = torch.where(better, iterations, best_iterations)
+        improved.append(better)
+        if hook is not None:
+            hook(i + 1, x, rr.sqrt())
+    finite = finite & ~torch.isnan(total - total)
+    if improved:  # the best iterate came from the last step that lowered the residual
+        steps = torch.arange(1, len(improved) + 1, device=b.device)
+        best_iterations = (bcast(steps, best_rr.unsqueeze(0)) * torch.stack(improved)).amax(0)
     converged = finite & (best_rr <= threshold)
-    if not fixed and bool(finite & ~converged):
-        best_x, best_rr, best_iterations = _no_worse_than_start(A, b, start, (best_x, best_rr, best_iterations))
-        converged = best_rr <= threshold
+    if not fixed and bool((finite & ~converged).any()):
+        best_x, best_rr, best_iterations = _no_worse_than_start(
+            A, b, start, (best_x, best_rr, best_iterations), finite & ~converged, batched)
+        converged = converged | (finite & (best_rr <= threshold))
     # Any non-finite value poisons the result visibly instead of leaving a stale finite x.
-    x = torch.where(finite, best_x, torch.full_like(best_x, float("nan")))
-    if not return_info:
-        return x
+    x = vwhere(finite, best_x, torch.full_like(best_x, float("nan")))
     residual = torch.where(finite, best_rr, torch.full_like(best_rr, float("nan"))).sqrt()
-    return x, CGInfo(best_iterations, residual, converged)
+    return x, best_iterations, residual, converged
 
 
-def _no_worse_than_start(A, b, start, best):
-    """``best`` with its true squared residual, or ``start`` if that is no smaller.
+def _cg_host(A, b, x0=None, *, max_iter, tol, M=None, hook=None, who="cg"):
+    """``_cg`` for one problem with its scalars on the host, for eager solves on the CPU.
+
+    Each inner product is read back as a Python float (free on the CPU), so
+    the breakdown guards, the stopping tests and the best-iterate tracking
+    are Python arithmetic, not a dozen tensor ops per iteration, and the
+    updates are single ``add`` kernels. The decisions and the returned
+    values are those of the tensor path (scalars in float64 rather than b's
+    precision); it runs no iteration past the one that stops the solve,
+    whose results the tensor path would leave unchanged. Not for autograd
+    through the iterations, ``vmap`` or ``torch.compile``.
+    """
+    real = b.real.dtype if b.is_complex() else b.dtype
+    eps = torch.finfo(real).eps
+    b_norm2 = float(sqnorm(b))
+    threshold = (tol * tol) * b_norm2 if tol else 0.0
+    if x0 is None or b_norm2 == 0:
+        # b == 0 has the solution 0 (the minimum-norm one when A is singular).
+        x, r = torch.zeros_like(b), b
+    else:
+        x = x0
+        r = b - _square(A, x, f"{who}: A")
+    z = r if M is None else _square(M, r, f"{who}: M")
+    p = z
+    rz = float(dot(r, z).real)
+    rr = rz if M is None else float(sqnorm(r))
+    finite = math.isfinite(rz) and math.isfinite(rr)
+    start = best = (x, rr, 0)
+    done = not finite or rr <= threshold
+    for i in range(max_iter):
+        if done:
+            break
+        Ap = _square(A, p, f"{who}: A")
+        pAp = float(dot(p, Ap).real)
+        if not pAp > 0:  # breakdown, or NaN
+            finite = not math.isnan(pAp) and pAp != -math.inf
+            break
+        alpha = rz / pAp
+        x = x.add(p, alpha=alpha)
+        r = r.add(Ap, alpha=-alpha)
+        z = r if M is None else M(r)
+        rz_next = float(dot(r, z).real)
+        rr = rz_next if M is None else float(sqnorm(r))
+        if not (math.isfinite(pAp + rr) and math.isfinite(rz_next)):
+            finite = False
+            break
+        p = z.add(p, alpha=rz_next / rz) if rz != 0 else z
+        rz = rz_next
+        # as in _cg: divergence is judged against the best residual before this step
+        done = rr <= threshold or rr * eps > best[1]
+        if rr < best[1]:
+            best = (x, rr, i + 1)
+        if hook is not None:
+            hook(i + 1, x, torch.tensor(math.sqrt(rr), dtype=real, device=b.device))
+    x, best_rr, iterations = best
+    converged = finite and best_rr <= threshold
+    if tol and finite and not converged:
+        # see _no_worse_than_start
+        true_rr = float(sqnorm(b - A(x)))
+        x, best_rr, iterations = (x, true_rr, iterations) if true_rr < start[1] else start
+        converged = best_rr <= threshold
+    if not finite:
+        x, best_rr = torch.full_like(x, float("nan")), float("nan")
+    device = b.device
+    return (x, torch.tensor(iterations, device=device), torch.tensor(math.sqrt(best_rr), dtype=real, device=device),
+            torch.tensor(converged, device=device))
+
+
+def _no_worse_than_start(A, b, start, best, unconverged, batched):
+    """``best`` with its true squared residual, or ``start`` if that is no smaller,
+    for the ``unconverged`` problems (the others keep ``best``).
 
     A step along a direction that is null only to rounding (``pᴴAp`` tiny but
     positive, as for b outside A's range) throws x far along it while the
     recurrence residual drifts away from ``b - A x``: only a direct residual
     shows it.
     """
-    x, _, iterations = best
-    rr = norm2(b - A(x))
-    return (x, rr, iterations) if bool(rr < start[1]) else start
+    x, best_rr, iterations = best
+    rr = sqnorm(b - A(x), batched)
+    back = unconverged & ~(rr < start[1])
+    rr = torch.where(unconverged, rr, best_rr)
+    return (vwhere(back, start[0], x), torch.where(back, start[1], rr), torch.where(back, start[2], iterations))
 
 
-def _require_finite(t, name):
+def _square(A, v, what):
+    """A v, refusing an operator that does not map v's shape to itself."""
+    w = A(v)
+    if w.shape != v.shape:
+        name = A._name() if isinstance(A, Linop) else type(A).__name__
+        raise ShapeError(
+            f"{what} ({name}) maps a vector of shape {tuple(v.shape)} to {tuple(w.shape)}; "
+            "it must map its input shape to itself (a Hermitian operator such as A.N)"
+        )
+    return w
+
+
+def _require_finite(t, name, who="cg"):
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"cg: {name} {tuple(t.shape)} has non-finite entries (NaN or inf)")
+        raise ValueError(f"{who}: {name} {tuple(t.shape)} has non-finite entries (NaN or inf)")

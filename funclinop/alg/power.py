@@ -7,7 +7,7 @@ from ..errors import ShapeError
 from ..linop import Linop
 from ._vec import inner, norm2, operator_dtype_device, safe_div
 
-__all__ = ["power_method"]
+__all__ = ["power_method", "opnorm", "eig_bounds"]
 
 
 def power_method(A, x0=None, *, max_iter=100, tol=1e-6, generator=None, dtype=None, device=None):
@@ -156,3 +156,68 @@ def _random_start(A, generator, dtype, device):
         x0 = torch.randn(shape, dtype=dtype, generator=generator, device=generator.device)
         return x0.to(device)
     return torch.randn(shape, dtype=dtype, generator=generator, device=device)
+
+
+def opnorm(A, x0=None, *, max_iter=100, tol=1e-6, generator=None):
+    """The operator 2-norm of ``A``: its largest singular value.
+
+    The square root of the power method's eigenvalue of ``A.N`` (so ``A``
+    may be any Linop, square or not). The estimate rises towards the true
+    norm as the iterations go (it never overshoots in exact arithmetic).
+
+    Parameters
+    ----------
+    A : Linop
+    x0, max_iter, tol, generator
+        As for :func:`power_method` (``x0`` is shaped like A's input).
+
+    Examples
+    --------
+    >>> import torch, funclinop as fl
+    >>> W = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> round(float(fl.alg.opnorm(fl.Dense(W, ("M", "N"), ("N",), ("M",)), tol=1e-8)), 4)
+    3.0
+    """
+    if not isinstance(A, Linop):
+        raise TypeError(f"opnorm: A must be a Linop (its normal A.N is used), got {type(A).__name__}")
+    eigenvalue, _ = power_method(A.N, x0, max_iter=max_iter, tol=tol, generator=generator)
+    return eigenvalue.clamp(min=0).sqrt()
+
+
+def eig_bounds(A, x0=None, *, max_iter=100, tol=1e-6, generator=None):
+    """Estimates ``(λmin, λmax)`` of the spectrum of a Hermitian positive semidefinite ``A``.
+
+    ``λmax`` is the power method's eigenvalue of ``A``; ``λmin`` is
+    ``λmax - μ``, with ``μ`` that of ``λmax I - A`` (whose spectrum is
+    ``[0, λmax - λmin]``). Both come from power iterations, so ``λmax`` is
+    approached from below and ``λmin`` from above: widen the interval
+    before relying on it as a bound (:func:`polynomial_preconditioner`
+    does). Each costs up to ``max_iter`` applications of ``A``.
+
+    Parameters
+    ----------
+    A : Linop or callable
+        Hermitian positive semidefinite (``A.N``, ``A.N + λ I``); a callable
+        needs ``x0``.
+    x0, max_iter, tol, generator
+        As for :func:`power_method`; both runs start from the same vector.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        Real 0-dim tensors, ``0 <= λmin <= λmax`` (clamped at 0).
+
+    Examples
+    --------
+    >>> import torch, funclinop as fl
+    >>> A = fl.Diagonal(torch.tensor([0.5, 2.0, 4.0], dtype=torch.float64), ("N",))
+    >>> lo, hi = fl.alg.eig_bounds(A, torch.ones(3, dtype=torch.float64), tol=1e-12, max_iter=500)
+    >>> round(float(lo), 6), round(float(hi), 6)
+    (0.5, 4.0)
+    """
+    if x0 is None:
+        x0 = _random_start(A, generator, None, None)
+    hi, _ = power_method(A, x0, max_iter=max_iter, tol=tol)
+    hi = hi.clamp(min=0)
+    mu, _ = power_method(lambda v: hi * v - A(v), x0, max_iter=max_iter, tol=tol)
+    return (hi - mu).clamp(min=0, max=None).minimum(hi), hi
