@@ -32,3 +32,13 @@ def test_the_documented_property_test_passes_in_a_users_project(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_the_readme_example_runs():
+    readme = (DOCS.parent / "README.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    torch = scope["torch"]
+    assert scope["y"].shape == (8, int(scope["mask"].sum()))
+    torch.testing.assert_close(scope["B"](scope["x"]), scope["A"](scope["x"]))
