@@ -135,7 +135,7 @@ def solve(A, b, *, method="cg", x0=None, M=None, tol=1e-6, max_iter=100, damp=0.
     m_tree, m_leaves = _Tree.of(M) if M is not None else (None, [])
     problem = _Problem(
         method, tol, max_iter, who, a_tree, m_tree, len(a_leaves),
-        damped=damp is not None, hook=_Hook(progress, callback) if progress or callback else None,
+        hook=_Hook(progress, callback) if progress or callback else None,
     )
     damp_t = None if damp is None else torch.as_tensor(damp, dtype=torch.empty((), dtype=dtype).real.dtype)
     x, iterations, residual, converged = _solve(problem, (A, M), b, x0, damp_t, *a_leaves, *m_leaves)
@@ -305,7 +305,6 @@ class _Problem:
     a: _Tree
     m: object
     n_a: int
-    damped: bool
     hook: object = None
     batch: tuple = None
     batch_size: int = None
