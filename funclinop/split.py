@@ -169,10 +169,17 @@ def split_linop(linop, batch_sizes):
 
 
 # ---- stacked tiles -------------------------------------------------------------
+def _inspectable(ts):
+    """Storage can be compared: not while tracing, not inside a torch.func transform."""
+    if torch.compiler.is_compiling():
+        return False
+    return not any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in ts)
+
+
 def _same_leaf(ts):
     """All tiles hold the same tensor (a leaf the split did not slice)."""
     t0 = ts[0]
-    if torch.compiler.is_compiling():  # storage is not traceable: only the same object counts
+    if not _inspectable(ts):  # only the same object counts
         return all(t is t0 for t in ts)
     return all(t is t0 or (
         t.device == t0.device and t.device.type != "meta" and t.shape == t0.shape
@@ -184,7 +191,7 @@ def _same_leaf(ts):
 def _stack_leaf(ts):
     """Stack tensors; evenly spaced views of one storage are stacked as a view."""
     t0 = ts[0]
-    if torch.compiler.is_compiling():
+    if not _inspectable(ts):
         return torch.stack(ts)
     same = (t0.device.type != "meta" and all(
         t.shape == t0.shape and t.stride() == t0.stride() and t.dtype == t0.dtype

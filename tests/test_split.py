@@ -222,3 +222,12 @@ def test_broadcast_device_matrix_gives_the_device_of_every_tile():
     assert grid == ((meta, cpu, meta), (meta, cpu, meta))
     with pytest.raises(ValueError, match="more devices"):
         fl.BatchSpec({"C": 5}, device_matrix=["cpu", "meta"]).broadcast_device_matrix(A)
+
+
+def test_batched_normal_and_adjoint_build_inside_torch_func_transforms():
+    A, x = sense()
+    B = fl.create_batched_linop(A, fl.BatchSpec({"C": 2}))
+    grad = lambda op: torch.func.grad(lambda x: op.N(x).abs().square().sum())(x)
+    torch.testing.assert_close(grad(B), grad(A))
+    gB = fl.grad(lambda B: B.H(B(x)).abs().square().sum())(B)
+    assert type(gB) is type(B)
