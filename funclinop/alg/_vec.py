@@ -8,6 +8,9 @@ axis, so leading batch dims are part of the vector, not separate problems
 import optree
 import torch
 
+from ..errors import ShapeError
+from ..linop import Linop
+
 __all__ = ["inner", "norm2", "dot", "sqnorm", "bcast", "vwhere", "safe_div", "operator_dtype_device"]
 
 
@@ -70,3 +73,26 @@ def operator_dtype_device(A):
     if complex_:
         dtype = torch.promote_types(dtype or torch.get_default_dtype(), torch.complex64)
     return dtype, device
+
+
+def check_arguments(who, b, x0, max_iter):
+    """The right-hand side, start and iteration count of a Krylov solver."""
+    if not isinstance(b, torch.Tensor):
+        raise TypeError(f"{who}: b must be a torch.Tensor, got {type(b).__name__}")
+    if x0 is not None and (not isinstance(x0, torch.Tensor) or x0.shape != b.shape):
+        what = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
+        raise ValueError(f"{who}: x0 must be a tensor shaped like b {tuple(b.shape)}, got {what}")
+    if not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"{who}: max_iter must be a non-negative int, got {max_iter!r}")
+
+
+def apply_square(A, v, what):
+    """A v, refusing an operator that does not map v's shape to itself."""
+    w = A(v)
+    if w.shape != v.shape:
+        name = A._name() if isinstance(A, Linop) else type(A).__name__
+        raise ShapeError(
+            f"{what} ({name}) maps a vector of shape {tuple(v.shape)} to {tuple(w.shape)}; "
+            "it must map its input shape to itself (a Hermitian operator such as A.N)"
+        )
+    return w

@@ -5,9 +5,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..errors import ShapeError
-from ..linop import Linop
-from ._vec import bcast, dot, sqnorm, vwhere
+from ._vec import apply_square, bcast, check_arguments, dot, sqnorm, vwhere
 
 __all__ = ["cg", "CGInfo"]
 
@@ -107,13 +105,7 @@ def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     >>> torch.allclose(x, torch.linalg.solve(W.T @ W, b))
     True
     """
-    if not isinstance(b, torch.Tensor):
-        raise TypeError(f"cg: b must be a torch.Tensor, got {type(b).__name__}")
-    if x0 is not None and (not isinstance(x0, torch.Tensor) or x0.shape != b.shape):
-        what = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
-        raise ValueError(f"cg: x0 must be a tensor shaped like b {tuple(b.shape)}, got {what}")
-    if not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"cg: max_iter must be a non-negative int, got {max_iter!r}")
+    check_arguments("cg", b, x0, max_iter)
     if tol:
         _require_finite(b, "b")
         if x0 is not None:
@@ -144,8 +136,8 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
     else:
         # b == 0 has the solution 0 (the minimum-norm one when A is singular).
         x = vwhere(b_norm2 == 0, torch.zeros_like(x0), x0)
-        r = b - _square(A, x, f"{who}: A")
-    z = r if M is None else _square(M, r, f"{who}: M")
+        r = b - apply_square(A, x, f"{who}: A")
+    z = r if M is None else apply_square(M, r, f"{who}: M")
     p = z
     rz = dot(r, z, batched).real
     rr = rz if M is None else sqnorm(r, batched)
@@ -163,7 +155,7 @@ def _cg(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, who="
     for i in range(max_iter):
         if not fixed and bool(done.all()):
             break
-        Ap = _square(A, p, f"{who}: A")
+        Ap = apply_square(A, p, f"{who}: A")
         pAp = dot(p, Ap, batched).real
         stop = done | (pAp <= zero)
         # Once stopped, alpha = rz / inf = 0: the iterate stops changing. The guarded
@@ -229,8 +221,8 @@ def _cg_host(A, b, x0=None, *, max_iter, tol, M=None, hook=None, who="cg"):
         x, r = torch.zeros_like(b), b
     else:
         x = x0
-        r = b - _square(A, x, f"{who}: A")
-    z = r if M is None else _square(M, r, f"{who}: M")
+        r = b - apply_square(A, x, f"{who}: A")
+    z = r if M is None else apply_square(M, r, f"{who}: M")
     p = z
     rz = float(dot(r, z).real)
     rr = rz if M is None else float(sqnorm(r))
@@ -240,7 +232,7 @@ def _cg_host(A, b, x0=None, *, max_iter, tol, M=None, hook=None, who="cg"):
     for i in range(max_iter):
         if done:
             break
-        Ap = _square(A, p, f"{who}: A")
+        Ap = apply_square(A, p, f"{who}: A")
         pAp = float(dot(p, Ap).real)
         if not pAp > 0:  # breakdown, or NaN
             finite = not math.isnan(pAp) and pAp != -math.inf
@@ -290,18 +282,6 @@ def _no_worse_than_start(A, b, start, best, unconverged, batched):
     back = unconverged & ~(rr < start[1])
     rr = torch.where(unconverged, rr, best_rr)
     return (vwhere(back, start[0], x), torch.where(back, start[1], rr), torch.where(back, start[2], iterations))
-
-
-def _square(A, v, what):
-    """A v, refusing an operator that does not map v's shape to itself."""
-    w = A(v)
-    if w.shape != v.shape:
-        name = A._name() if isinstance(A, Linop) else type(A).__name__
-        raise ShapeError(
-            f"{what} ({name}) maps a vector of shape {tuple(v.shape)} to {tuple(w.shape)}; "
-            "it must map its input shape to itself (a Hermitian operator such as A.N)"
-        )
-    return w
 
 
 def _require_finite(t, name, who="cg"):

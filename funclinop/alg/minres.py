@@ -2,8 +2,8 @@
 
 import torch
 
-from ._vec import bcast, dot, safe_div, sqnorm, vwhere
-from .cg import _require_finite, _square
+from ._vec import apply_square, bcast, check_arguments, dot, safe_div, sqnorm, vwhere
+from .cg import _require_finite
 from .info import SolveInfo
 
 __all__ = ["minres"]
@@ -60,13 +60,7 @@ def minres(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
     >>> x
     tensor([ 0.3333, -1.0000,  0.5000], dtype=torch.float64)
     """
-    if not isinstance(b, torch.Tensor):
-        raise TypeError(f"minres: b must be a torch.Tensor, got {type(b).__name__}")
-    if x0 is not None and (not isinstance(x0, torch.Tensor) or x0.shape != b.shape):
-        what = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
-        raise ValueError(f"minres: x0 must be a tensor shaped like b {tuple(b.shape)}, got {what}")
-    if not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"minres: max_iter must be a non-negative int, got {max_iter!r}")
+    check_arguments("minres", b, x0, max_iter)
     if tol:
         _require_finite(b, "b", "minres")
         if x0 is not None:
@@ -91,8 +85,8 @@ def _minres(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, w
         b_zero = sqnorm(b, batched) == 0
         # b == 0 has the solution 0 (the minimum-norm one when A is singular).
         x = vwhere(b_zero, torch.zeros_like(x0), x0)
-        r1 = b - _square(A, x, f"{who}: A")
-    y = r1 if M is None else _square(M, r1, f"{who}: M")
+        r1 = b - apply_square(A, x, f"{who}: A")
+    y = r1 if M is None else apply_square(M, r1, f"{who}: M")
     beta1_sq = dot(r1, y, batched).real
     b_norm_sq = beta1_sq if x0 is None else dot(b, precond(b), batched).real
     threshold = torch.zeros_like(beta1_sq) if fixed else tol * b_norm_sq.clamp(min=0).sqrt()
@@ -112,7 +106,7 @@ def _minres(A, b, x0=None, *, max_iter, tol, M=None, batched=False, hook=None, w
             break
         # Lanczos step: v = y / beta is the next basis vector.
         v = bcast(safe_div(torch.ones_like(beta), beta), y) * y
-        y = _square(A, v, f"{who}: A")
+        y = apply_square(A, v, f"{who}: A")
         y = y - bcast(safe_div(beta, old_beta), r1) * r1
         alfa = dot(v, y, batched).real
         y = y - bcast(safe_div(alfa, beta), r2) * r2

@@ -3,9 +3,8 @@
 import torch
 
 from ..dims import named
-from ..errors import ShapeError
 from ..linop import Linop
-from ._vec import inner, norm2, operator_dtype_device, safe_div
+from ._vec import apply_square, inner, norm2, operator_dtype_device, safe_div
 
 __all__ = ["power_method", "opnorm", "eig_bounds"]
 
@@ -81,7 +80,7 @@ def power_method(A, x0=None, *, max_iter=100, tol=1e-6, generator=None, dtype=No
         _check_start(x0)
     # Not safe_div: an (uninspected) zero x0 must give NaN, not a zero "unit" vector.
     v = x0 / norm2(x0).sqrt()
-    w = _apply_square(A, v)
+    w = apply_square(A, v, "power_method: A")
     w_norm = norm2(w).sqrt()
     v_prev, w_prev = v, w
     for _ in range(max_iter):
@@ -118,18 +117,6 @@ def _check_start(x0):
             f"power_method: x0 {tuple(x0.shape)} is zero; the power method needs a nonzero start "
             "vector (leave x0 out for a random one)"
         )
-
-
-def _apply_square(A, v):
-    """A v, refusing an operator that does not map v's shape to itself."""
-    w = A(v)
-    if w.shape != v.shape:
-        name = A._name() if isinstance(A, Linop) else type(A).__name__
-        raise ShapeError(
-            f"power_method: {name} maps a vector of shape {tuple(v.shape)} to {tuple(w.shape)}; "
-            "it must map its input shape to itself (a Hermitian operator such as A.N)"
-        )
-    return w
 
 
 def _random_start(A, generator, dtype, device):
