@@ -173,7 +173,8 @@ def _inspectable(ts):
     """Storage can be compared: not while tracing, not inside a torch.func transform."""
     if torch.compiler.is_compiling():
         return False
-    return not any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in ts)
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return wrapped is not None and not any(wrapped(t) for t in ts)
 
 
 def _same_leaf(ts):
