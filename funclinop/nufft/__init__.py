@@ -1,0 +1,5 @@
+"""Non-Cartesian imaging: trajectories, density compensation and the finufft backend.
+
+The operators themselves, :class:`funclinop.NUFFT` and
+:class:`funclinop.Interpolate`, live with the rest of the catalogue.
+"""
