@@ -3,16 +3,11 @@
 import torch
 
 from .compose import Add, _linops_arg, common_kind, merged_sizes
-from .dims import ELLIPSIS, named, sorted_sizes, unify
+from .dims import ELLIPSIS, axis_of, named, sorted_sizes, unify
 from .errors import ShapeError
 from .linop import Linop, _fmt, derived, static
 
 __all__ = ["Concat", "Stack"]
-
-
-def _axis(shape, dim):
-    names = named(shape)
-    return names.index(dim) - len(names)
 
 
 def _common(name, linops, skip_i=None, skip_o=None):
@@ -124,22 +119,22 @@ class Concat(Linop):
 
     def apply(self, x):
         if self.idim is not None:
-            xs = torch.split(x, self.isizes, dim=_axis(self.ishape, self.idim))
+            xs = torch.split(x, self.isizes, dim=axis_of(self.ishape, self.idim))
         else:
             xs = (x,) * len(self.linops)
         ys = [op.apply(xi) for op, xi in zip(self.linops, xs)]
         if self.odim is not None:
-            return torch.cat(ys, dim=_axis(self.oshape, self.odim))
+            return torch.cat(ys, dim=axis_of(self.oshape, self.odim))
         return _sum(ys)
 
     def apply_adjoint(self, y):
         if self.odim is not None:
-            ys = torch.split(y, self.osizes, dim=_axis(self.oshape, self.odim))
+            ys = torch.split(y, self.osizes, dim=axis_of(self.oshape, self.odim))
         else:
             ys = (y,) * len(self.linops)
         xs = [op.apply_adjoint(yi) for op, yi in zip(self.linops, ys)]
         if self.idim is not None:
-            return torch.cat(xs, dim=_axis(self.ishape, self.idim))
+            return torch.cat(xs, dim=axis_of(self.ishape, self.idim))
         return _sum(xs)
 
     def adjoint(self):
@@ -322,8 +317,8 @@ class Stack(Linop):
                 sizes[d] = len(self.linops)
         self._set(
             _idim=idim, _odim=odim, ishape=ishape, oshape=oshape,
-            _iaxis=None if idim is None else _axis(ishape, idim),
-            _oaxis=None if odim is None else _axis(oshape, odim),
+            _iaxis=None if idim is None else axis_of(ishape, idim),
+            _oaxis=None if odim is None else axis_of(oshape, odim),
             _sizes=sorted_sizes(sizes),
         )
 

@@ -6,7 +6,7 @@ shape and stands for any number of batch dims, carried through unchanged.
 
 import re
 
-__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named", "sorted_sizes"]
+__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named", "axis_of", "sorted_sizes"]
 
 ELLIPSIS = "..."
 
@@ -95,6 +95,13 @@ def as_shape(shape, what: str = "shape") -> tuple[str, ...]:
 def named(shape) -> tuple[str, ...]:
     """The named dims of a shape (without the leading ``"..."``)."""
     return shape[1:] if shape and shape[0] == ELLIPSIS else tuple(shape)
+
+
+def axis_of(shape, dim: str) -> int:
+    """The axis of ``dim``, counted from the end, in a tensor whose trailing
+    dims are the named dims of ``shape`` (leading ``"..."`` dims ride in front)."""
+    names = named(shape)
+    return names.index(dim) - len(names)
 
 
 def unify(a, b):

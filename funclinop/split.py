@@ -18,7 +18,7 @@ from ._vmap import vmap_leaves
 from .compose import Add, Chain
 from .concat import Concat
 from .device import ToDevice, as_device, leaf_devices, to
-from .dims import dim_name, named, sorted_sizes
+from .dims import axis_of, dim_name, named, sorted_sizes
 from .linop import Linop, allow_loading, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
@@ -260,11 +260,6 @@ def _unstack(stacked, axes, n):
     return [unflatten_linop(spec, [l[k] if a == 0 else l for l, a in zip(leaves, axes)]) for k in range(n)]
 
 
-def _axis(shape, dim):
-    names = named(shape)
-    return names.index(dim) - len(names)
-
-
 class VmapTiles(Linop):
     """Equal tiles run as one ``torch.func.vmap`` over their stacked leaves.
 
@@ -299,8 +294,8 @@ class VmapTiles(Linop):
                 if b is None:
                     raise ValueError(f"VmapTiles: tiles do not fix the size of {d!r}")
                 sizes[d] = b * self.count
-        iaxis = _axis(tile0.ishape, self.idim) if self.idim else None
-        oaxis = _axis(tile0.oshape, self.odim) if self.odim else None
+        iaxis = axis_of(tile0.ishape, self.idim) if self.idim else None
+        oaxis = axis_of(tile0.oshape, self.odim) if self.odim else None
         # (input axis, its block size, output axis) for apply; swapped for the adjoint
         self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=sorted_sizes(sizes),
                   _block=((iaxis, bi, oaxis), (oaxis, bo, iaxis)))

@@ -2,8 +2,6 @@
 
 import torch
 
-from ..dims import named
-
 __all__ = ["check_tensor", "slice_axes", "check_slices", "fixed_kind", "int_tuple"]
 
 
@@ -62,9 +60,3 @@ def check_slices(op, slices, forbidden, why):
             if n is not None and slice(*s.indices(n)) == slice(0, n, 1):
                 continue
             raise ValueError(f"{op._name()}: cannot split dim {d!r}: {why}")
-
-
-def axis_of(shape, dim):
-    """Axis of ``dim`` counted from the end of a tensor with named trailing ``shape``."""
-    names = named(shape)
-    return names.index(dim) - len(names)
