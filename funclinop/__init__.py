@@ -14,7 +14,7 @@ from .device import ToDevice, to
 from .dims import ELLIPSIS, Dim
 from .errors import DeviceError, ShapeError
 from .func import grad
-from .linop import Linop, adjoint, apply, derived, normal, static, tree_equal
+from .linop import Linop, SplitKind, adjoint, apply, derived, normal, static, tree_equal
 from .ops import (
     FFT,
     Adjoint,
@@ -56,7 +56,7 @@ def __getattr__(name):
 
 __all__ = [
     # the protocol and its pure functions
-    "Linop", "static", "derived", "apply", "adjoint", "normal", "tree_equal", "grad", "to",
+    "Linop", "SplitKind", "static", "derived", "apply", "adjoint", "normal", "tree_equal", "grad", "to",
     # named dims and errors
     "Dim", "ELLIPSIS", "ShapeError", "DeviceError",
     # core operators

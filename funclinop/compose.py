@@ -2,7 +2,9 @@
 
 from .dims import ELLIPSIS, named, sorted_sizes, unify
 from .errors import ShapeError
-from .linop import Linop, derived, _fmt, sequential_devices
+from .linop import Linop, SplitKind, derived, _fmt, sequential_devices
+
+DIAG, IN, OUT, SUM, ABSENT = SplitKind.DIAG, SplitKind.IN, SplitKind.OUT, SplitKind.SUM, SplitKind.ABSENT
 
 __all__ = ["Chain", "Add"]
 
@@ -63,23 +65,23 @@ def chain_kind(linops, dim, present):
         kind = op.split_kind(dim)
         if kind is None:
             return None
-        if kind == "diag" and not present:
+        if kind == DIAG and not present:
             return None
-        if kind == "in":
+        if kind == IN:
             if not present:
                 return None
             present = False
-        elif kind == "out":
+        elif kind == OUT:
             if present:
                 return None
             present = True
-        elif kind == "sum" and present:
+        elif kind == SUM and present:
             return None  # an internal dim of one factor shares the name of a dim carried past it
-        if kind in ("in", "out", "sum"):
+        if kind in (IN, OUT, SUM):
             events.append(kind)
     if not events:
-        return "diag" if present else "absent"
-    return {("in",): "in", ("out",): "out", ("out", "in"): "sum", ("sum",): "sum"}.get(tuple(events))
+        return DIAG if present else ABSENT
+    return {(IN,): IN, (OUT,): OUT, (OUT, IN): SUM, (SUM,): SUM}.get(tuple(events))
 
 
 def common_kind(linops, dim, shared):
@@ -87,8 +89,8 @@ def common_kind(linops, dim, shared):
     kinds = set()
     for op in linops:
         kind = op.split_kind(dim)
-        if kind == "absent" and shared:
-            kind = "diag"  # carried through '...'
+        if kind == ABSENT and shared:
+            kind = DIAG  # carried through '...'
         kinds.add(kind)
     return kinds.pop() if len(kinds) == 1 else None
 

@@ -5,7 +5,7 @@ import torch
 from .compose import Add, _linops_arg, common_kind, merged_sizes
 from .dims import ELLIPSIS, axis_of, named, sorted_sizes, unify
 from .errors import ShapeError
-from .linop import Linop, _fmt, derived, static
+from .linop import Linop, SplitKind, _fmt, derived, static
 
 __all__ = ["Concat", "Stack"]
 
@@ -200,7 +200,7 @@ def block_kind(linops, dim, idim, odim, shared):
         return common_kind(linops, dim, shared)
     if idim is not None and odim is not None and idim != odim:
         return None
-    want = "diag" if idim == odim else "out" if dim == odim else "in"
+    want = SplitKind.DIAG if idim == odim else SplitKind.OUT if dim == odim else SplitKind.IN
     return want if common_kind(linops, dim, False) == want else None
 
 
@@ -351,7 +351,8 @@ class Stack(Linop):
         if dim in (self._idim, self._odim):
             if self._idim is not None and self._odim is not None and self._idim != self._odim:
                 return None  # block k maps entry k of idim to entry k of odim
-            return "diag" if self._idim == self._odim else "out" if dim == self._odim else "in"
+            return (SplitKind.DIAG if self._idim == self._odim
+                    else SplitKind.OUT if dim == self._odim else SplitKind.IN)
         return common_kind(self.linops, dim, dim in named(self.ishape) and dim in named(self.oshape))
 
     def split_refusal(self, dim):

@@ -11,6 +11,7 @@ at.
 """
 
 import dataclasses
+import enum
 from dataclasses import field
 
 import optree
@@ -22,6 +23,7 @@ from .errors import DeviceError, ShapeError
 
 __all__ = [
     "Linop",
+    "SplitKind",
     "SameShape",
     "static",
     "derived",
@@ -102,6 +104,30 @@ def allow_loading(*objects):
 
 # Static fields hold slices and Ellipsis (precomputed indexing plans).
 allow_loading(slice, (Ellipsis, "builtins.Ellipsis"))
+
+
+class SplitKind(str, enum.Enum):
+    """How an operator is structured along one named dim, which decides how
+    tiles along that dim reassemble into the operator (``Linop.split_kind``).
+
+    Members compare equal to their values (``SplitKind.DIAG == "diag"``).
+    An operator that mixes a dim (an FFT over it, a dense matrix between two
+    dims, a rename) has no kind for it: ``split_kind`` returns None and
+    splitting along that dim is refused.
+    """
+
+    DIAG = "diag"  #: in both shapes, acting on each index separately: block-diagonal tiles
+    OUT = "out"  #: in the output only: tiles are rows, stacked along the dim
+    IN = "in"  #: in the input only: tiles are columns, their outputs summed
+    SUM = "sum"  #: internal (produced and consumed inside): the operator is the sum of its tiles
+    ABSENT = "absent"  #: not a dim of the operator: every tile is the operator
+
+    def __str__(self):
+        return self.value
+
+    def reversed(self):
+        """The kind of the same dim in the adjoint (rows become columns)."""
+        return {SplitKind.IN: SplitKind.OUT, SplitKind.OUT: SplitKind.IN}.get(self, self)
 
 
 class Linop:
@@ -207,20 +233,19 @@ class Linop:
         return parallel_devices(parts)
 
     def split_kind(self, dim):
-        """How the operator is structured along ``dim``, which decides how its
-        tiles reassemble: ``"diag"`` (in both shapes, acting on each index
-        separately: block-diagonal), ``"out"`` (output only: rows), ``"in"``
-        (input only: columns), ``"sum"`` (internal: the operator is the sum of
-        its tiles), ``"absent"``, or None when the operator mixes the dim and
-        tiles cannot rebuild it. A leaf with a dim in both shapes that it does
+        """How the operator is structured along ``dim`` (a :class:`SplitKind`),
+        which decides how its tiles reassemble, or None when the operator mixes
+        the dim and tiles cannot rebuild it. With ``size`` and ``tile`` this is
+        the operator's splitting contract: ``tile`` slices exactly the dims
+        whose kind is not None. A leaf with a dim in both shapes that it does
         not act on elementwise, or that renames a dim, must override this; an
         operator without a tile rule of its own cannot be split along its dims."""
         i, o = dim in named(self.ishape), dim in named(self.oshape)
         if (i or o) and type(self).tile is Linop.tile:
             return None
         if i and o:
-            return "diag"
-        return "out" if o else "in" if i else "absent"
+            return SplitKind.DIAG
+        return SplitKind.OUT if o else SplitKind.IN if i else SplitKind.ABSENT
 
     def split_refusal(self, dim):
         """Why tiles along ``dim`` cannot rebuild this operator (for error messages)."""

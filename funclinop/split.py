@@ -19,7 +19,7 @@ from .compose import Add, Chain
 from .concat import Concat
 from .device import ToDevice, as_device, leaf_devices, to
 from .dims import axis_of, dim_name, named, sorted_sizes
-from .linop import Linop, allow_loading, derived, flatten_linop, static, unflatten_linop
+from .linop import Linop, SplitKind, allow_loading, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
 
@@ -46,7 +46,7 @@ def _by_name(fn, mapping, what):
 def _check_dim(fn, linop, dim):
     if not isinstance(dim, str):
         raise TypeError(f"{fn}: dim names are strings, got {dim!r}")
-    if linop.split_kind(dim) == "absent" and linop.size(dim) is None:
+    if linop.split_kind(dim) == SplitKind.ABSENT and linop.size(dim) is None:
         raise ValueError(f"{fn}: {linop._name()} has no dim {dim!r} (its dims: {sorted(_all_dims(linop))})")
     n = linop.size(dim)
     if n is None:
@@ -613,7 +613,8 @@ def _batched(linop, specs, default_device):
     blocks = {}
     for d in dims:
         kind = linop.split_kind(d)
-        blocks[d] = (d if kind in ("diag", "in") else None, d if kind in ("diag", "out") else None)
+        blocks[d] = (d if kind in (SplitKind.DIAG, SplitKind.IN) else None,
+                     d if kind in (SplitKind.DIAG, SplitKind.OUT) else None)
 
     op, device = build(tiles, 0, ())
     return wrap(op, device)

@@ -1,6 +1,6 @@
 """The generic adjoint wrapper, for operators without a closed-form adjoint."""
 
-from ..linop import Linop
+from ..linop import Linop, SplitKind
 
 __all__ = ["Adjoint"]
 
@@ -52,7 +52,7 @@ class Adjoint(Linop):
 
     def split_kind(self, dim):
         kind = self.linop.split_kind(dim)
-        return {"in": "out", "out": "in"}.get(kind, kind)
+        return None if kind is None else SplitKind(kind).reversed()
 
     def _device_flow(self, parts):
         (i, o), = parts  # the adjoint takes the input where linop's output goes

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ..dims import ELLIPSIS, Dim, as_shape, fresh, named
 from ..errors import ShapeError
-from ..linop import Linop, derived, static
+from ..linop import Linop, SplitKind, derived, static
 from ._util import check_tensor
 
 __all__ = ["Dense"]
@@ -159,7 +159,7 @@ class Dense(Linop):
 
     def split_kind(self, dim):
         kind = super().split_kind(dim)
-        if kind == "diag":
+        if kind == SplitKind.DIAG:
             k, j = named(self.ishape).index(dim), named(self.oshape).index(dim)
             if self._ilabels[k] != self._olabels[j]:
                 return None  # the folded normal maps dim N through N1: it mixes N

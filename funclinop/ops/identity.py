@@ -4,7 +4,7 @@ import torch
 
 from ..dims import as_shape, named
 from ..errors import ShapeError
-from ..linop import Linop, static
+from ..linop import Linop, SplitKind, static
 
 __all__ = ["Identity", "Zero"]
 
@@ -16,9 +16,9 @@ def _positional_kind(op, dim):
     other name)."""
     inames, onames = named(op.ishape), named(op.oshape)
     if dim not in inames and dim not in onames:
-        return "absent"
+        return SplitKind.ABSENT
     pairs = zip(inames, onames)
-    return "diag" if (dim, dim) in pairs else None
+    return SplitKind.DIAG if (dim, dim) in pairs else None
 
 
 def _positional_refusal(op, dim):
