@@ -1,4 +1,7 @@
-"""Checks for users' own operators: adjointness, normal, pytree behaviour."""
+"""Checks for users' own operators: adjointness, normal, pytree behaviour,
+and the dense matrix of an operator as an independent reference."""
+
+import math
 
 import optree
 import torch
@@ -7,7 +10,8 @@ from ..dims import named
 from ..linop import Linop, tree_equal
 from .registry import randn
 
-__all__ = ["check_adjoint", "check_normal", "check_pytree", "default_rtol", "rtol_for", "inner", "random_input"]
+__all__ = ["check_adjoint", "check_normal", "check_pytree", "check_dense", "to_dense", "default_rtol", "rtol_for",
+           "inner", "random_input"]
 
 
 def default_rtol(dtype):
@@ -65,6 +69,37 @@ def random_input(A: Linop, dtype=None, *, seed=0, batch=()):
             dtype = dtype.to_complex()
     device = leaves[0].device if leaves else None
     return randn(torch.Generator().manual_seed(seed), tuple(batch) + tuple(shape), dtype).to(device)
+
+
+def to_dense(A: Linop, shape, dtype: torch.dtype = torch.complex128) -> torch.Tensor:
+    """The matrix of ``A`` on inputs of ``shape``, built column by column: column
+    ``j`` is ``A`` applied to the ``j``-th unit input (C order), flattened. An
+    independent reference for ``A.H`` (its conjugate transpose) and ``A.N``.
+
+    >>> import torch, funclinop as fl
+    >>> fl.testing.to_dense(fl.Diagonal(torch.tensor([1.0, 2.0]), ("N",)), (2,), torch.float64)
+    tensor([[1., 0.],
+            [0., 2.]], dtype=torch.float64)
+    """
+    n = math.prod(shape)
+    eye = torch.eye(n, dtype=dtype)
+    cols = [A(eye[j].reshape(shape)).reshape(-1) for j in range(n)]
+    if not cols:
+        return torch.zeros(A(torch.zeros(shape, dtype=dtype)).numel(), 0, dtype=dtype)
+    return torch.stack(cols, dim=1)
+
+
+def check_dense(A: Linop, shape, dtype: torch.dtype = torch.complex128, *, seed: int = 0) -> torch.Tensor:
+    """Check ``A.H`` and ``A.N`` against the dense matrix of ``A`` (see
+    :func:`to_dense`) on random vectors; return the matrix."""
+    M = to_dense(A, shape, dtype)
+    gen = torch.Generator().manual_seed(seed)
+    oshape = A(torch.zeros(shape, dtype=dtype)).shape
+    y = randn(gen, (M.shape[0],), dtype)
+    x = randn(gen, tuple(shape), dtype)
+    torch.testing.assert_close(A.H(y.reshape(oshape)).reshape(-1), M.conj().T @ y)
+    torch.testing.assert_close(A.N(x).reshape(-1), M.conj().T @ (M @ x.reshape(-1)))
+    return M
 
 
 def check_adjoint(A: Linop, x: torch.Tensor | None = None, y: torch.Tensor | None = None, *, rtol=None, seed=0):

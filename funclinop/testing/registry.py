@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NotApplicable", "Factory", "register_factory", "FACTORIES", "DTYPES", "randn", "input_for", "output_dims"]
+__all__ = ["NotApplicable", "Factory", "register_factory", "FACTORIES", "DTYPES", "randn", "pick", "perm", "trailing_grid", "input_for", "output_dims"]
 
 DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
@@ -53,6 +53,23 @@ def randn(gen, shape, dtype):
         im = torch.randn(shape, generator=gen, dtype=real)
         return torch.complex(re, im) / 2**0.5
     return torch.randn(shape, generator=gen, dtype=dtype)
+
+
+def pick(gen, n):
+    """A random int in ``[0, n)`` drawn from ``gen``."""
+    return int(torch.randint(n, (1,), generator=gen))
+
+
+def perm(gen, n):
+    """A random permutation of ``range(n)`` drawn from ``gen``."""
+    return [int(i) for i in torch.randperm(n, generator=gen)]
+
+
+def trailing_grid(gen, dims):
+    """``(batch names, grid names)``: a random non-empty trailing run of ``dims`` is the grid."""
+    names = tuple(dims)
+    k = 1 + pick(gen, len(names))
+    return names[:-k], names[-k:]
 
 
 def input_for(gen, dims, dtype, batch=()):

@@ -5,17 +5,13 @@ import torch
 from ... import ops
 from ...dims import fresh
 from ...linop import allow_loading
-from ..registry import randn, register_factory
-
-
-def _pick(gen, n):
-    return int(torch.randint(n, (1,), generator=gen))
+from ..registry import pick, randn, register_factory
 
 
 @register_factory("Dense", min_size=0)
 def dense(gen, dtype, dims, avoid):
     names = list(dims)
-    k = _pick(gen, len(names))
+    k = pick(gen, len(names))
     c = names[k]  # contracted into a new dim M
     m = fresh("M", set(avoid) | set(dims))
     batch = [d for d in names if d != c][:1]  # elementwise (shared) weight dim
@@ -36,7 +32,7 @@ def dense_expand(gen, dtype, dims, avoid):
 @register_factory("Diagonal", min_size=0)
 def diagonal(gen, dtype, dims, avoid):
     names = tuple(dims)
-    trailing = names[_pick(gen, len(names)):]
+    trailing = names[pick(gen, len(names)):]
     return ops.Diagonal(randn(gen, tuple(dims[d] for d in trailing), dtype), names)
 
 
@@ -91,11 +87,11 @@ allow_loading(_flip_scale, _scale_roll, _scale_roll_adjoint)
 def _renamed(gen, dims, avoid):
     """``dims`` with a random non-empty subset given fresh names (same sizes, same order)."""
     names = tuple(dims)
-    k = _pick(gen, len(names))
+    k = pick(gen, len(names))
     taken = set(avoid) | set(dims)
     out = list(names)
     for i in range(len(names)):
-        if i == k or _pick(gen, 2):
+        if i == k or pick(gen, 2):
             out[i] = fresh(names[i], taken)
             taken.add(out[i])
     return names, tuple(out)
@@ -114,7 +110,7 @@ def zero_rename(gen, dtype, dims, avoid):
 @register_factory("Scalar.python", min_size=0)
 def scalar_python(gen, dtype, dims, avoid):
     c = float(randn(gen, (), torch.float64))
-    if dtype.is_complex and _pick(gen, 2):
+    if dtype.is_complex and pick(gen, 2):
         c = complex(c, float(randn(gen, (), torch.float64)))
     return ops.Scalar(c, tuple(dims))
 
@@ -123,7 +119,7 @@ def scalar_python(gen, dtype, dims, avoid):
 def dense_broadcast(gen, dtype, dims, avoid):
     """A weight with a size-1 axis over one input dim, left to broadcasting."""
     names = tuple(dims)
-    b = names[_pick(gen, len(names))]
+    b = names[pick(gen, len(names))]
     m = fresh("M", set(avoid) | set(dims))
     c = names[-1] if names[-1] != b else None
     wshape = (b, m) + ((c,) if c else ())
@@ -135,6 +131,6 @@ def dense_broadcast(gen, dtype, dims, avoid):
 @register_factory("Diagonal.broadcast", min_size=0)
 def diagonal_broadcast(gen, dtype, dims, avoid):
     names = tuple(dims)
-    b = names[_pick(gen, len(names))]
+    b = names[pick(gen, len(names))]
     shape = tuple(1 if d == b else dims[d] for d in names)
     return ops.Diagonal(randn(gen, shape, dtype), names, broadcast_dims=(b,))

@@ -5,7 +5,7 @@ import torch
 from ... import ops
 from ...concat import Concat, Stack
 from ...dims import fresh
-from ..registry import NotApplicable, randn, register_factory
+from ..registry import NotApplicable, pick, randn, register_factory
 
 
 def _dense_rows(gen, dtype, dims, m, rows, c):
@@ -87,10 +87,6 @@ def stack_index(gen, dtype, dims, avoid):
                  ops.Diagonal(randn(gen, tuple(dims.values()), dtype), names), odim=(s, index))
 
 
-def _pick(gen, n):
-    return int(torch.randint(n, (1,), generator=gen))
-
-
 def _cuts(gen, n, parts):
     """``parts`` positive sizes summing to ``n`` (n >= parts)."""
     cuts = sorted(int(c) for c in torch.randperm(n - 1, generator=gen)[: parts - 1] + 1)
@@ -102,14 +98,14 @@ def _cuts(gen, n, parts):
 def concat_rename(gen, dtype, dims, avoid):
     """Block-diagonal from input dim X to a new output dim M, with non-square blocks."""
     names = tuple(dims)
-    x = names[_pick(gen, len(names))]
+    x = names[pick(gen, len(names))]
     m = fresh("M", set(avoid) | set(dims))
     oshape = tuple(m if d == x else d for d in names)
     batch = [d for d in names if d != x][:1]
     blocks = []
     for k in _cuts(gen, dims[x], 2):
         wshape = tuple(batch) + (m, x)
-        rows = 1 + _pick(gen, 3)
+        rows = 1 + pick(gen, 3)
         blocks.append(ops.Dense(randn(gen, tuple(dims[d] for d in batch) + (rows, k), dtype), wshape, names, oshape))
     return Concat(*blocks, idim=x, odim=m)
 
@@ -130,7 +126,7 @@ def stack_rename(gen, dtype, dims, avoid):
 def concat_uneven(gen, dtype, dims, avoid):
     """Blocks that act on any size of X (Scalar, Identity), given ``block_sizes``."""
     names = tuple(dims)
-    x = names[_pick(gen, len(names))]
-    sizes = _cuts(gen, dims[x], min(dims[x], 2 + _pick(gen, 2)))
-    blocks = [ops.Scalar(randn(gen, (), dtype), names) if _pick(gen, 3) else ops.Identity(names) for _ in sizes]
+    x = names[pick(gen, len(names))]
+    sizes = _cuts(gen, dims[x], min(dims[x], 2 + pick(gen, 2)))
+    blocks = [ops.Scalar(randn(gen, (), dtype), names) if pick(gen, 3) else ops.Identity(names) for _ in sizes]
     return Concat(*blocks, idim=x, odim=x, block_sizes=sizes)
