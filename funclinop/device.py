@@ -2,14 +2,20 @@
 
 import optree
 import torch
+from typing import Any, TypeVar, Union
 
 from .dims import as_shape
 from .linop import Linop, SameShape, static
 
-__all__ = ["ToDevice", "to", "as_device", "leaf_devices"]
+__all__ = ["ToDevice", "to", "as_device", "leaf_devices", "DeviceLike"]
+
+DeviceLike = Union[torch.device, str, int]
+"""What names a device: a ``torch.device``, ``"cuda:0"``, or a CUDA index."""
+
+T = TypeVar("T")
 
 
-def as_device(device) -> torch.device:
+def as_device(device: DeviceLike) -> torch.device:
     """A normalised ``torch.device``: ``"cuda"`` becomes ``cuda:<current>``."""
     if isinstance(device, Linop):
         raise TypeError("as_device: expected a device, got a Linop")
@@ -23,7 +29,7 @@ def as_device(device) -> torch.device:
     return device
 
 
-def leaf_devices(tree) -> set:
+def leaf_devices(tree: Any) -> set[torch.device]:
     """The devices of a pytree's tensor leaves."""
     return {t.device for t in optree.tree_leaves(tree) if isinstance(t, torch.Tensor)}
 
@@ -96,7 +102,7 @@ def _cast(dtype, t):
     return real.to_complex() if t.is_complex() else real
 
 
-def to(tree, device=None, dtype=None):
+def to(tree: T, device: DeviceLike | None = None, dtype: torch.dtype | None = None) -> T:
     """Move (and/or cast) every tensor leaf of a pytree, keeping storage sharing.
 
     Leaves that share storage before the move share one copy after it

@@ -5,10 +5,17 @@ shape and stands for any number of batch dims, carried through unchanged.
 """
 
 import re
+from typing import Sequence, Union
 
-__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named", "axis_of", "sorted_sizes"]
+__all__ = ["Dim", "DimLike", "Shape", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named", "axis_of", "sorted_sizes"]
 
 ELLIPSIS = "..."
+
+DimLike = Union[str, Sequence[str]]
+"""A dim name, or a one-name ``Dim`` (``Dim("C") == ("C",)``)."""
+
+Shape = tuple[str, ...]
+"""Named dims, possibly led by ``"..."``."""
 
 
 def Dim(s: str | None = None) -> tuple[str, ...]:
@@ -30,7 +37,7 @@ def Dim(s: str | None = None) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def dim_name(dim, what: str = "dim") -> str:
+def dim_name(dim: DimLike, what: str = "dim") -> str:
     """A dim name from a string or a one-name ``Dim`` (``Dim("C") == ("C",)``).
 
     >>> dim_name(Dim("C")), dim_name("Nx")

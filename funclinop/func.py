@@ -2,16 +2,17 @@
 
 import torch
 import torch.utils._pytree as tp
+from typing import Any, Callable
 
 __all__ = ["grad", "is_differentiable"]
 
 
-def is_differentiable(leaf) -> bool:
+def is_differentiable(leaf: Any) -> bool:
     """A floating-point or complex tensor."""
     return isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex())
 
 
-def grad(f):
+def grad(f: Callable[..., torch.Tensor]) -> Callable[..., Any]:
     """``torch.func.grad`` of ``f(tree, *args)`` with respect to the floating
     leaves of ``tree`` only (as equinox's ``filter_grad``).
 

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+from typing import Any, Mapping, Sequence
 
 from .dims import ELLIPSIS, as_shape, named
 from .errors import ShapeError
@@ -24,7 +25,7 @@ __all__ = ["to_scipy", "from_scipy"]
 # ---- to scipy -----------------------------------------------------------------------
 
 
-def to_scipy(A, sizes=None, dtype=None):
+def to_scipy(A: Linop, sizes: Mapping[str, int] | None = None, dtype: torch.dtype | None = None) -> Any:
     """``A`` as a ``scipy.sparse.linalg.LinearOperator`` on flat numpy vectors.
 
     The input vector is ``A``'s input flattened in the order of its named
@@ -130,7 +131,8 @@ def _torch_dtype(dtype):
 # ---- from scipy ---------------------------------------------------------------------
 
 
-def from_scipy(L, ishape, oshape, sizes=None):
+def from_scipy(L: Any, ishape: Sequence[str], oshape: Sequence[str],
+               sizes: Mapping[str, int] | None = None) -> Linop:
     """A scipy ``LinearOperator`` (or anything ``aslinearoperator`` takes) as a named operator.
 
     The operator flattens its input's named dims (C order) into the vector

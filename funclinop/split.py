@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.utils._pytree as tp
+from typing import Any, Mapping, Sequence
 
 from ._vmap import vmap_leaves
 from .compose import Add, Chain
 from .concat import Concat
-from .device import ToDevice, as_device, leaf_devices, to
-from .dims import axis_of, dim_name, named, sorted_sizes
+from .device import DeviceLike, ToDevice, as_device, leaf_devices, to
+from .dims import DimLike, axis_of, dim_name, named, sorted_sizes
 from .linop import Linop, SplitKind, allow_loading, derived, flatten_linop, static, unflatten_linop
 
 __all__ = ["tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "stack_tiles"]
@@ -87,7 +88,7 @@ def _children(linop):
             if isinstance(op, Linop)]
 
 
-def tile(linop, slices):
+def tile(linop: Linop, slices: Mapping[DimLike, slice]) -> Linop:
     """The sub-operator of ``linop`` for ``{dim: slice}`` (contiguous slices)."""
     _check_linop("tile", linop)
     slices = _by_name("tile", slices, "slices")
@@ -102,7 +103,7 @@ def tile(linop, slices):
     return linop.tile(slices)
 
 
-def size(linop, dim):
+def size(linop: Linop, dim: DimLike) -> int | None:
     """The size ``linop`` fixes for ``dim``, or None."""
     _check_linop("size", linop)
     return linop.size(dim_name(dim, "size"))
@@ -135,7 +136,7 @@ def _partial(slices, sizes):
     return {d: s for d, s in slices.items() if (s.start, s.stop) != (0, sizes[d])}
 
 
-def split_linop(linop, batch_sizes):
+def split_linop(linop: Linop, batch_sizes: Mapping[DimLike, int]) -> tuple[Any, Any, Any]:
     """Split ``linop`` into tiles of at most ``batch_sizes[dim]`` along each dim.
 
     Returns ``(tiles, input_slices, output_slices)``: nested tuples with one
@@ -396,9 +397,9 @@ class BatchSpec:
     True
     """
 
-    batch_sizes: dict
-    device_matrix: object = None
-    base_device: object = None
+    batch_sizes: Mapping[str, int]
+    device_matrix: Any = None
+    base_device: DeviceLike | None = None
     stack: bool = True
 
     def __post_init__(self):
@@ -410,7 +411,7 @@ class BatchSpec:
         if self.base_device is not None:
             object.__setattr__(self, "base_device", as_device(self.base_device))
 
-    def broadcast_device_matrix(self, linop):
+    def broadcast_device_matrix(self, linop: Linop) -> Any:
         """The device of every tile of ``linop``: nested tuples over the tile grid
         (one level per dim of ``batch_sizes``), ``device_matrix`` repeated over
         it, or the base device everywhere when there is no ``device_matrix``.
@@ -519,7 +520,8 @@ def _default_base(linop, default_device):
     return next(iter(devices)) if len(devices) == 1 else as_device("cpu")
 
 
-def create_batched_linop(linop, batch_specs, default_device=None):
+def create_batched_linop(linop: Linop, batch_specs: "BatchSpec | Sequence[BatchSpec]",
+                         default_device: DeviceLike | None = None) -> Linop:
     """Split ``linop`` by the first spec, place each tile, recurse, reassemble.
 
     A split dim in both ishape and oshape reassembles block-diagonally

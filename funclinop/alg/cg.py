@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..linop import Linop
 from ._vec import apply_square, bcast, check_arguments, dot, sqnorm, vwhere
 
 __all__ = ["cg", "CGInfo"]
@@ -26,7 +27,8 @@ class CGInfo(NamedTuple):
     converged: torch.Tensor
 
 
-def cg(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
+def cg(A: Linop, b: torch.Tensor, x0: torch.Tensor | None = None, *, max_iter: int = 100, tol: float = 1e-6,
+       M: Linop | None = None, return_info: bool = False) -> torch.Tensor | tuple[torch.Tensor, CGInfo]:
     """Solve ``A x = b`` by (preconditioned) conjugate gradients.
 
     Parameters

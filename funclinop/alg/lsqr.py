@@ -11,7 +11,8 @@ from .info import SolveInfo
 __all__ = ["lsqr"]
 
 
-def lsqr(A, b, x0=None, *, damp=0.0, max_iter=100, tol=1e-6, return_info=False):
+def lsqr(A: Linop, b: torch.Tensor, x0: torch.Tensor | None = None, *, damp: float = 0.0, max_iter: int = 100,
+         tol: float = 1e-6, return_info: bool = False) -> torch.Tensor | tuple[torch.Tensor, SolveInfo]:
     """``argmin_x ||A x - b||² + damp² ||x||²`` by LSQR (Paige & Saunders).
 
     ``A`` may be non-square (more rows than columns, or fewer) and is

@@ -2,6 +2,7 @@
 
 import torch
 
+from ..linop import Linop
 from ._vec import apply_square, bcast, check_arguments, dot, safe_div, sqnorm, vwhere
 from .cg import _require_finite
 from .info import SolveInfo
@@ -9,7 +10,8 @@ from .info import SolveInfo
 __all__ = ["minres"]
 
 
-def minres(A, b, x0=None, *, max_iter=100, tol=1e-6, M=None, return_info=False):
+def minres(A: Linop, b: torch.Tensor, x0: torch.Tensor | None = None, *, max_iter: int = 100, tol: float = 1e-6,
+           M: Linop | None = None, return_info: bool = False) -> torch.Tensor | tuple[torch.Tensor, SolveInfo]:
     """Solve ``A x = b`` for a Hermitian ``A`` by MINRES (Paige & Saunders).
 
     Unlike :func:`cg`, ``A`` may be indefinite (a saddle point system, a

@@ -9,7 +9,9 @@ from ._vec import apply_square, inner, norm2, operator_dtype_device, safe_div
 __all__ = ["power_method", "opnorm", "eig_bounds"]
 
 
-def power_method(A, x0=None, *, max_iter=100, tol=1e-6, generator=None, dtype=None, device=None):
+def power_method(A: Linop, x0: torch.Tensor | None = None, *, max_iter: int = 100, tol: float = 1e-6,
+                 generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
+                 device: "torch.device | str | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The largest-magnitude eigenvalue of a Hermitian A and a unit eigenvector.
 
     Parameters
@@ -145,7 +147,8 @@ def _random_start(A, generator, dtype, device):
     return torch.randn(shape, dtype=dtype, generator=generator, device=device)
 
 
-def opnorm(A, x0=None, *, max_iter=100, tol=1e-6, generator=None):
+def opnorm(A: Linop, x0: torch.Tensor | None = None, *, max_iter: int = 100, tol: float = 1e-6,
+           generator: torch.Generator | None = None) -> torch.Tensor:
     """The operator 2-norm of ``A``: its largest singular value.
 
     The square root of the power method's eigenvalue of ``A.N`` (so ``A``
@@ -171,7 +174,8 @@ def opnorm(A, x0=None, *, max_iter=100, tol=1e-6, generator=None):
     return eigenvalue.clamp(min=0).sqrt()
 
 
-def eig_bounds(A, x0=None, *, max_iter=100, tol=1e-6, generator=None):
+def eig_bounds(A: Linop, x0: torch.Tensor | None = None, *, max_iter: int = 100, tol: float = 1e-6,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Estimates ``(λmin, λmax)`` of the spectrum of a Hermitian positive semidefinite ``A``.
 
     ``λmax`` is the power method's eigenvalue of ``A``; ``λmin`` is

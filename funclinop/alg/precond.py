@@ -26,7 +26,7 @@ __all__ = ["diagonal", "jacobi", "Polynomial", "polynomial_preconditioner"]
 # ---- the diagonal of an operator ------------------------------------------------------
 
 
-def diagonal(A, *, probes=None, generator=None):
+def diagonal(A: Linop, *, probes: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """The diagonal of a square operator, shaped to broadcast against its input.
 
     Exact and cheap for the operators whose structure gives it (Diagonal,
@@ -124,7 +124,7 @@ def _probed_diagonal(A, probes, generator):
     return (z.conj() * Az).sum(0) / probes
 
 
-def jacobi(A, *, probes=None, generator=None):
+def jacobi(A: Linop, *, probes: int | None = None, generator: torch.Generator | None = None) -> Linop:
     """The Jacobi preconditioner ``diag(A)⁻¹`` as a :class:`Diagonal` operator.
 
     The diagonal comes from :func:`diagonal` (exact, or estimated with
@@ -212,8 +212,10 @@ class Polynomial(SameShape, Linop):
         return chebyshev.chebval((2 * np.asarray(lam, dtype=np.float64) - a - b) / (b - a), self.coeffs)
 
 
-def polynomial_preconditioner(A, degree, *, kind="chebyshev", bounds=None, margin=0.05, x0=None,
-                              generator=None, max_iter=100, tol=1e-4):
+def polynomial_preconditioner(A: Linop, degree: int, *, kind: str = "chebyshev",
+                              bounds: tuple[float, float] | None = None, margin: float = 0.05,
+                              x0: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                              max_iter: int = 100, tol: float = 1e-4) -> "Polynomial":
     """A polynomial ``p(A) ≈ A⁻¹`` for a Hermitian positive (semi)definite ``A``.
 
     ``kind="chebyshev"`` minimises ``max |1 - λ p(λ)|`` over ``[λmin, λmax]``

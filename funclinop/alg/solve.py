@@ -35,8 +35,11 @@ __all__ = ["solve"]
 METHODS = ("cg", "minres", "lsqr")
 
 
-def solve(A, b, *, method="cg", x0=None, M=None, tol=1e-6, max_iter=100, damp=0.0,
-          return_info=False, progress=False, callback=None):
+def solve(A: Linop, b: torch.Tensor, *, method: str = "cg", x0: torch.Tensor | None = None,
+          M: Linop | None = None, tol: float = 1e-6, max_iter: int = 100, damp: float = 0.0,
+          return_info: bool = False, progress: bool = False,
+          callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+          ) -> torch.Tensor | tuple[torch.Tensor, SolveInfo]:
     """Solve ``A x = b`` (or least squares), differentiably by implicit differentiation.
 
     Parameters
