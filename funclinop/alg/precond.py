@@ -7,6 +7,7 @@ ordinary operators (pytrees), so a solve with them still works under
 """
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -177,7 +178,7 @@ class Polynomial(SameShape, Linop):
         a, b = (float(t) for t in self.interval)
         if not coeffs:
             raise ValueError("Polynomial: needs at least one coefficient")
-        if not (np.isfinite(a) and np.isfinite(b) and b > a):
+        if not -math.inf < a < b < math.inf:  # NaN fails every comparison
             raise ValueError(f"Polynomial: interval must be finite with a < b, got {(a, b)}")
         self._set(coeffs=coeffs, interval=(a, b), ioshape=ioshape)
 
@@ -199,7 +200,7 @@ class Polynomial(SameShape, Linop):
 
     def adjoint(self):
         # real coefficients: p(A)ᴴ = p(Aᴴ) (= p(A) for a Hermitian A)
-        return Polynomial(self.linop.adjoint(), self.coeffs, self.interval)
+        return self._derive(linop=self.linop.adjoint())
 
     def size(self, dim):
         return self.linop.size(dim)
