@@ -69,6 +69,18 @@ def sense(C=4, N=6, dtype=torch.complex64):
 
 
 # ---- devices ----------------------------------------------------------------------
+@pytest.mark.parametrize("name", TYPES)
+def test_adjoint_and_normal_live_where_the_operator_lives(name):
+    """A.H and A.N hold no tensor on a device A's leaves are not on: moved to
+    another device (meta stands in for a GPU), all three take inputs there,
+    and an operator without leaves has forms without leaves (any device)."""
+    for A, dims, dtype in cases(name) + trees(4):
+        B = fl.to(A, "meta")
+        assert B._idevice in (None, torch.device("meta"))
+        for form, op in (("adjoint", B.H), ("normal", B.N)):
+            assert op._idevice == B._idevice, f"the {form} of {B._name()} takes its input on {op._idevice}"
+
+
 @pytest.mark.parametrize("weight", [torch.randn(2, 3, 4), torch.randn(3, 4)], ids=["einsum", "linear"])
 def test_meta_input_to_cpu_operator_is_a_device_error(weight):
     A = fl.Dense(weight)

@@ -156,14 +156,12 @@ def _to_array(op, y):
 
 
 def _overlap_weight(op):
-    """Σ over blocks of |mask|² at each grid point: the diagonal of AᴴA."""
+    """Σ over blocks of |mask|² at each grid point: the diagonal of AᴴA (for
+    an operator with a mask, on the mask's device)."""
     mask = _mask(op)
-    # Without a float mask the weight counts blocks: an integer, so the
-    # normal keeps the input's dtype (a float one would promote it).
-    if mask is None:
-        # No leaf says where the operator lives: use torch's default device.
-        w = torch.ones(op.block_size, dtype=torch.int64)
-    elif mask.dtype == torch.bool:
+    # A boolean mask's weight counts blocks: an integer, so the normal keeps
+    # the input's dtype (a float one would promote it).
+    if mask.dtype == torch.bool:
         # From the selection A and Aᴴ use, not from the mask it was made of
         # (integer counts: they never raise the precision of the data).
         w = torch.zeros(math.prod(op.block_size), dtype=torch.int64, device=op._select.device)
@@ -214,20 +212,20 @@ class ArrayToBlocks(_BlocksBase):
     it); a float or complex mask multiplies each block. Without a mask the ``mask`` field holds ``()``. Default names: ``array_shape`` ``Nx Ny Nz``,
     ``blocks_shape`` ``Bx By Bz`` then ``Kx Ky Kz`` (``K`` with a boolean mask).
 
-    The adjoint is :class:`BlocksToArray` (overlap-add); the normal is a
-    :class:`Diagonal` over the grid holding, at each point, the sum of
-    |mask|² over the blocks covering it (the overlap count, an integer
-    weight that keeps the input's dtype, without a float mask; without any
-    mask the operator holds no tensor, and that weight is made on torch's
-    default device).
+    The adjoint is :class:`BlocksToArray` (overlap-add). With a mask the
+    normal is a :class:`Diagonal` over the grid holding, at each point, the
+    sum of |mask|² over the blocks covering it (for a boolean mask the
+    overlap count, an integer weight that keeps the input's dtype); without
+    a mask the operator holds no tensor and its normal is the operator
+    followed by its adjoint, so that it runs on any device.
 
     >>> import torch, funclinop as fl
     >>> A = fl.ArrayToBlocks((5,), (3,), (2,), array_shape=("N",), blocks_shape=("B", "K"))
     >>> A(torch.arange(5.0))
     tensor([[0., 1., 2.],
             [2., 3., 4.]])
-    >>> A.N.weight
-    tensor([1, 1, 2, 1, 1])
+    >>> A.N(torch.ones(5))
+    tensor([1., 1., 2., 1., 1.])
     """
 
     array_shape: tuple = static(default=None)
@@ -251,6 +249,8 @@ class ArrayToBlocks(_BlocksBase):
     def normal(self):
         from .diagonal import Diagonal
 
+        if _mask(self) is None:  # no leaf: a weight tensor would pin the operator to one device
+            return super().normal()
         return Diagonal(_overlap_weight(self), self.ishape)
 
 

@@ -193,9 +193,9 @@ class Crop(_CenteredWindow):
     The adjoint of :class:`Pad`: maps ``(*batch_shape, *in_shape)`` (sizes
     ``im_size``) to ``(*batch_shape, *out_shape)`` (sizes
     ``crop_im_size``), keeping the window that ``Pad`` would fill.
-    ``Crop.H`` is the matching :class:`Pad`; ``Crop.N`` is a
-    :class:`Diagonal` 0/1 mask (integer dtype, so it keeps the input's
-    dtype) over the input grid.
+    ``Crop.H`` is the matching :class:`Pad`; ``Crop.N`` is the crop followed
+    by that pad (a 0/1 mask as a Diagonal would be a tensor, and a tensor
+    would pin the leafless crop to one device).
 
     Parameters
     ----------
@@ -218,8 +218,8 @@ class Crop(_CenteredWindow):
     tensor([1., 2.])
     >>> C.H == fl.Pad((5,), (2,), ("Nx",), ("Kx",))
     True
-    >>> C.N.weight
-    tensor([0, 1, 1, 0, 0], dtype=torch.int8)
+    >>> C.N(torch.ones(5))
+    tensor([0., 1., 1., 0., 0.])
     """
 
     crop_im_size: tuple = static()
@@ -243,12 +243,6 @@ class Crop(_CenteredWindow):
     def adjoint(self):
         return Pad(self.im_size, self.crop_im_size, self.out_shape, self.in_shape, self.batch_shape)
 
-    def normal(self):
-        from .diagonal import Diagonal
-
-        mask = torch.zeros(self.im_size, dtype=torch.int8)
-        mask[self._window[1:]] = 1
-        return Diagonal(mask, self.ishape)
 
 
 # ---- one dim, padded or truncated at its end ---------------------------------
@@ -327,8 +321,8 @@ class Truncate(_EndWindow):
 
     ``dim`` is the position of the truncated dim in ``ishape`` (``oshape``
     names it at the same position). The adjoint is :class:`PadDim`
-    (zeros at the end); the normal is a :class:`Diagonal` 0/1 mask over that
-    dim.
+    (zeros at the end); the normal is the truncation followed by that pad
+    (no tensor: it runs on any device).
 
     Examples
     --------
@@ -358,13 +352,6 @@ class Truncate(_EndWindow):
     def adjoint(self):
         return PadDim(self.dim, self.to_length, self.from_length, self.oshape, self.ishape)
 
-    def normal(self):
-        from .diagonal import Diagonal
-
-        trailing = named(self.ishape)[len(named(self.ishape)) + self._axis + 1:]
-        mask = torch.zeros((self.from_length,) + (1,) * len(trailing), dtype=torch.int8)
-        mask[: self.to_length] = 1
-        return Diagonal(mask, self.ishape, trailing)
 
 
 class PadDim(_EndWindow):
