@@ -63,7 +63,7 @@ def options(op):
         v = getattr(op, f.name, None)
         if f.default is not dataclasses.MISSING and _same(v, f.default):
             continue
-        if v is None or v is False:
+        if v is None or v is False or v == ():
             continue
         out.append(f.name if v is True else f"{f.name}={value(v)}")
     return out
@@ -96,8 +96,9 @@ def value(v, limit=40):
         text = v
     elif isinstance(v, torch.device):
         text = str(v)
-    elif isinstance(v, tuple):
-        text = "(" + ", ".join(value(t, limit) for t in v) + ")"
+    elif isinstance(v, tuple):  # dim names as in shapes, (Nx, Ny); (4,) stays a tuple
+        comma = "," if len(v) == 1 and not isinstance(v[0], str) else ""
+        text = "(" + ", ".join(value(t, limit) for t in v) + comma + ")"
     elif callable(v) and hasattr(v, "__name__"):
         text = v.__name__
     else:
