@@ -57,16 +57,21 @@ def options(op):
     something else.
     """
     out = []
-    for f in dataclasses.fields(op):
-        if not f.repr or not f.metadata.get("static") or f.name in SHAPE_FIELDS:
-            continue
-        v = getattr(op, f.name, None)
-        if f.default is not dataclasses.MISSING and _same(v, f.default):
+    for name, default in _option_fields(type(op)):
+        v = getattr(op, name, None)
+        if default is not dataclasses.MISSING and _same(v, default):
             continue
         if v is None or v is False or v == ():
             continue
-        out.append(f.name if v is True else f"{f.name}={value(v)}")
+        out.append(name if v is True else f"{name}={value(v)}")
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _option_fields(cls):
+    """``(name, default)`` of the static fields that are options, not shapes."""
+    return tuple((f.name, f.default) for f in dataclasses.fields(cls)
+                 if f.repr and f.metadata.get("static") and f.name not in SHAPE_FIELDS)
 
 
 @functools.singledispatch
@@ -268,14 +273,24 @@ def _runs(node):
     return runs
 
 
-def _slot_text(node, i, n):
-    """Where children ``i .. i+n-1`` sit along the block dims: ``C[0:6]``."""
+def _slot_text(node, i, n, offsets):
+    """Where children ``i .. i+n-1`` sit along the block dims, in the
+    coordinates of the root (``offsets``: where ``node`` sits): ``C[0:6]``."""
     if node.slots is None or i + n > len(node.slots):
         return ""
-    first, last = node.slots[i], node.slots[i + n - 1]
-    parts = [f"{d}[{a}]" if b == a + 1 and d2 == d and n == 1 and _is_stack(node) else f"{d}[{a}:{b2}]"
-             for (d, a, b), (d2, _, b2) in zip(first, last)]
+    parts = []
+    for (d, a, b), (_, _, last) in zip(node.slots[i], node.slots[i + n - 1]):
+        o = offsets.get(d, 0)
+        one = n == 1 and b == a + 1 and _is_stack(node)
+        parts.append(f"{d}[{o + a}]" if one else f"{d}[{o + a}:{o + last}]")
     return " ".join(parts) + " "
+
+
+def _kid_offsets(node, i, offsets):
+    """Where child ``i`` sits: a block of a block is placed in the root's coordinates."""
+    if node.slots is None or i >= len(node.slots):
+        return offsets
+    return {**offsets, **{d: offsets.get(d, 0) + a for d, a, _ in node.slots[i]}}
 
 
 def _is_stack(node):
@@ -306,7 +321,7 @@ def _kinds(op):
     return [(d, op.split_kind(d)) for d in dims]
 
 
-def _text_lines(node, style, depth, indent, prefix, times, out):
+def _text_lines(node, style, depth, indent, prefix, times, out, offsets):
     suffix = f"  × {times}" if times > 1 else ""
     out.append(f"{indent}{prefix}{_line(node, style)}{suffix}")
     if not node.kids:
@@ -317,20 +332,21 @@ def _text_lines(node, style, depth, indent, prefix, times, out):
         return
     runs = _runs(node)
     for i, n in runs[: style.max_items]:
-        _text_lines(node.kids[i], style, depth + 1, indent, _slot_text(node, i, n), n, out)
+        _text_lines(node.kids[i], style, depth + 1, indent, _slot_text(node, i, n, offsets), n, out,
+                    _kid_offsets(node, i, offsets))
     if len(runs) > style.max_items:
         rest = sum(n for _, n in runs[style.max_items:])
         out.append(f"{indent}… {rest} more")
 
 
-def _compact(node, style, depth):
+def _compact(node, style, depth, offsets):
     args = list(node.opts) + [f"{name}={text}" for name, text, _, shown in node.tensors if shown]
     if node.kids and depth + 1 >= style.max_depth:
         args.append("…")
     elif node.kids:
         for i, n in _runs(node):
-            kid = _compact(node.kids[i], style, depth + 1)
-            args.append(_slot_text(node, i, n) + kid + (f" × {n}" if n > 1 else ""))
+            kid = _compact(node.kids[i], style, depth + 1, _kid_offsets(node, i, offsets))
+            args.append(_slot_text(node, i, n, offsets) + kid + (f" × {n}" if n > 1 else ""))
     return f"{node.label}({', '.join(args)})"
 
 
@@ -339,9 +355,9 @@ def text(op, *, compact=False, split_kinds=False, max_depth=MAX_DEPTH, max_items
     style = _Style(split_kinds, max_depth, max_items)
     root = _summarize(op)
     if compact:
-        return f"{_compact(root, style, 0)} : {_fmt(op.ishape)} -> {_fmt(op.oshape)}"
+        return f"{_compact(root, style, 0, {})} : {_fmt(op.ishape)} -> {_fmt(op.oshape)}"
     out = []
-    _text_lines(root, style, 0, "", "", 1, out)
+    _text_lines(root, style, 0, "", "", 1, out, {})
     return "\n".join(out)
 
 
@@ -432,7 +448,7 @@ def _summary_html(node, prefix, times, style):
     return "".join(bits)
 
 
-def _body_html(node, style, depth):
+def _body_html(node, style, depth, offsets):
     items = []
     for name, t_text, t, shown in node.tensors:
         if not shown:
@@ -448,18 +464,20 @@ def _body_html(node, style, depth):
     elif node.kids:
         runs = _runs(node)
         for i, n in runs[: style.max_items]:
-            items.append("<li>" + _node_html(node.kids[i], style, depth + 1, _slot_text(node, i, n), n) + "</li>")
+            kid = _node_html(node.kids[i], style, depth + 1, _slot_text(node, i, n, offsets), n,
+                             _kid_offsets(node, i, offsets))
+            items.append(f"<li>{kid}</li>")
         if len(runs) > style.max_items:
             items.append(f"<li>… {sum(n for _, n in runs[style.max_items:])} more</li>")
     return items
 
 
-def _node_html(node, style, depth, prefix="", times=1):
+def _node_html(node, style, depth, prefix="", times=1, offsets=None, opened=None):
     summary = _summary_html(node, prefix, times, style)
-    items = _body_html(node, style, depth)
+    items = _body_html(node, style, depth, offsets or {})
     if not items:
         return f"<div>{summary}</div>"
-    opened = " open" if depth < 2 else ""
+    opened = " open" if (depth < 2 if opened is None else opened) else ""
     return (f"<details{opened}><summary>{summary}</summary>"
             f"<ul style='{_LIST}'>{''.join(items)}</ul></details>")
 
@@ -567,7 +585,7 @@ def tiles_html(x, style):
     for index, where, tile in rows[: style.max_items]:
         node = _summarize(tile)
         prefix = f"{index} {where} "
-        body = _node_html(node, style, 2, prefix)
+        body = _node_html(node, style, 0, prefix, opened=False)
         items.append(f"<li>{body} <span style='{_DIM}'>{_e(_tile_devices(tile))}</span></li>")
     if len(rows) > style.max_items:
         items.append(f"<li>… {len(rows) - style.max_items} more tiles</li>")

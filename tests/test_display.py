@@ -70,6 +70,33 @@ Concat((Nx, Ny) -> (C, M), odim=C)
     Sampling((C, Kx, Ky) -> (C, M), input_size=(64, 64), flat_idx=int64[1408] @cpu)"""
 
 
+def test_batched_two_specs_repr():
+    """Looped blocks of stacked tiles; slices are in the whole operator's coordinates."""
+    B = fl.create_batched_linop(sense(coils=8, n=8), [fl.BatchSpec({"C": 4}, stack=False), fl.BatchSpec({"C": 2})])
+    assert repr(B) == """\
+Concat((Nx, Ny) -> (C, M), odim=C)
+  C[0:8] VmapTiles((Nx, Ny) -> (C, M), 2 tiles stacked along C (2 each))  × 2
+    Chain((Nx, Ny) -> (C, M))
+      Dense((Nx, Ny) -> (C, Nx, Ny), weight=complex64[×2, 2, 8, 8] @cpu)
+      FFT((C, Nx, Ny) -> (C, Kx, Ky), grid=(Nx, Ny), centered)
+      Sampling((C, Kx, Ky) -> (C, M), input_size=(8, 8), flat_idx=int64[24] @cpu)"""
+    B = fl.create_batched_linop(sense(coils=4, n=8), [fl.BatchSpec({"C": 2}, stack=False),
+                                                      fl.BatchSpec({"C": 1}, stack=False)])
+    # a collapsed run shows its first member: its blocks sit at C[0:2] of the whole
+    assert repr(B) == """\
+Concat((Nx, Ny) -> (C, M), odim=C)
+  C[0:4] Concat((Nx, Ny) -> (C, M), odim=C)  × 2
+    C[0:2] Chain((Nx, Ny) -> (C, M))  × 2
+      Dense((Nx, Ny) -> (C, Nx, Ny), weight=complex64[1, 8, 8] @cpu)
+      FFT((C, Nx, Ny) -> (C, Kx, Ky), grid=(Nx, Ny), centered)
+      Sampling((C, Kx, Ky) -> (C, M), input_size=(8, 8), flat_idx=int64[24] @cpu)"""
+    A = fl.Dense(torch.zeros(4, 3), ("C", "N"), ("N",), ("C",))
+    B = fl.create_batched_linop(A, [fl.BatchSpec({"C": 2}, stack=False), fl.BatchSpec({"C": 1}, stack=False)])
+    B = fl.Concat(*B.linops, fl.Dense(torch.zeros(1, 3), ("C", "N"), ("N",), ("C",)), odim="C")
+    assert [line.split(" Dense")[0].strip() for line in repr(B).splitlines()[1:]] == [
+        "C[0:4] Concat((N) -> (C), odim=C)  × 2", "C[0:2]", "C[4:5]"]
+
+
 def test_batched_on_devices_repr():
     """Tiles off the base device show their moves and where their leaves are."""
     B = fl.create_batched_linop(sense(coils=4, n=8), fl.BatchSpec({"C": 2}, device_matrix=["cpu", "meta"]))
