@@ -12,7 +12,8 @@ hold; IPython's console prints the text tree.
 split kind of every dim, the limits) and also shows a grid of tiles
 (``split_linop``'s output). Displays only read metadata (dtypes, shapes,
 strides, storages): they never touch tensor data, so they are cheap for a
-large operator and work on ``meta`` tensors.
+large operator and work on ``meta`` tensors (``split_kinds=True`` asks each
+operator, and stacked tiles answer from a view of their first tile).
 
 >>> import torch, funclinop as fl
 >>> A = fl.Dense(torch.zeros(8, 4), ("C", "N"), ("N",), ("C",))
@@ -548,8 +549,8 @@ def _tile_where(tile, slices):
     return " ".join(f"{d}={tile.size(d)}" for d in dims if tile.size(d) is not None)
 
 
-def _tile_devices(tile):
-    devices = dict.fromkeys(str(t.device) for t in _subtree_tensors(_summarize(tile)))
+def _tile_devices(node):
+    devices = dict.fromkeys(str(t.device) for t in _subtree_tensors(node))
     return "@" + (",".join(devices) if devices else "any")
 
 
@@ -573,7 +574,7 @@ def tiles_text(x, style):
     for index, where, tile in rows[: style.max_items]:
         node = _summarize(tile)
         where = f" {where} " if where else " "
-        out.append(f"  {index}{where} {_line(node, style)}  {_tile_devices(tile)}")
+        out.append(f"  {index}{where} {_line(node, style)}  {_tile_devices(node)}")
     if len(rows) > style.max_items:
         out.append(f"  … {len(rows) - style.max_items} more tiles")
     return "\n".join(out)
@@ -586,7 +587,7 @@ def tiles_html(x, style):
         node = _summarize(tile)
         prefix = f"{index} {where} "
         body = _node_html(node, style, 0, prefix, opened=False)
-        items.append(f"<li>{body} <span style='{_DIM}'>{_e(_tile_devices(tile))}</span></li>")
+        items.append(f"<li>{body} <span style='{_DIM}'>{_e(_tile_devices(node))}</span></li>")
     if len(rows) > style.max_items:
         items.append(f"<li>… {len(rows) - style.max_items} more tiles</li>")
     return (f"<div class='funclinop' style='{_STYLE}'><details open><summary><b>{_e(_grid_title(x))}</b>"

@@ -256,6 +256,9 @@ def test_display_runs_no_tensor_op():
             str(fl.show(op, split_kinds=True)), fl.show(op, split_kinds=True)._repr_html_()
         str(fl.show(split)), fl.show(split)._repr_html_(), str(fl.show(split[0]))
     assert mode.ops == []
+    with _Ops() as mode:  # stacked tiles answer split_kind from a view of their first tile
+        str(fl.show(views[3], split_kinds=True)), fl.show(views[3], split_kinds=True)._repr_html_()
+    assert mode.ops and all(op.is_view for op in mode.ops)
 
 
 def test_meta_leaves():
