@@ -249,8 +249,9 @@ def _summarize(root):
         stack.extend((c, node, stacked) for c in reversed(children))
     interned = {}
     for node in reversed(nodes):  # children before their parent
-        key = (node.label, node.op.ishape, node.op.oshape, node.opts,
-               tuple((t[0], t[1]) for t in node.tensors if t[3]), tuple((k.sig, _extents(k, node, i)) for i, k in enumerate(node.kids)))
+        shown = tuple((t[0], t[1]) for t in node.tensors if t[3])
+        kids = tuple((k.sig, _extents(k, node, i)) for i, k in enumerate(node.kids))
+        key = (node.label, node.op.ishape, node.op.oshape, node.opts, shown, kids)
         node.sig = interned.setdefault(key, len(interned))
         node.count = 1 + sum(k.count for k in node.kids)
     return nodes[0]
@@ -280,10 +281,9 @@ def _slot_text(node, i, n, offsets):
     if node.slots is None or i + n > len(node.slots):
         return ""
     parts = []
-    for (d, a, b), (_, _, last) in zip(node.slots[i], node.slots[i + n - 1]):
+    for (d, a, _), (_, _, last) in zip(node.slots[i], node.slots[i + n - 1]):
         o = offsets.get(d, 0)
-        one = n == 1 and b == a + 1 and _is_stack(node)
-        parts.append(f"{d}[{o + a}]" if one else f"{d}[{o + a}:{o + last}]")
+        parts.append(f"{d}[{o + a}:{o + last}]")
     return " ".join(parts) + " "
 
 
@@ -294,22 +294,17 @@ def _kid_offsets(node, i, offsets):
     return {**offsets, **{d: offsets.get(d, 0) + a for d, a, _ in node.slots[i]}}
 
 
-def _is_stack(node):
-    return type(node.op).__name__ == "Stack"
-
-
 # ---- text ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
 class _Style:
-    def __init__(self, split_kinds=False, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
-        self.split_kinds = split_kinds
-        self.max_depth = max_depth
-        self.max_items = max_items
+    split_kinds: bool = False
+    max_depth: int = MAX_DEPTH
+    max_items: int = MAX_ITEMS
 
 
-def _line(node, style, shapes=True):
+def _line(node, style):
     op = node.op
-    args = [f"{_fmt(op.ishape)} -> {_fmt(op.oshape)}"] if shapes else []
-    args += list(node.opts)
+    args = [f"{_fmt(op.ishape)} -> {_fmt(op.oshape)}", *node.opts]
     args += [f"{name}={text}" for name, text, _, shown in node.tensors if shown]
     line = f"{node.label}({', '.join(args)})"
     if style.split_kinds:
