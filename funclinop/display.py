@@ -172,10 +172,13 @@ def _offsets(dim, sizes):
 
 # ---- the summary tree: one pass over the operator ------------------------------------------
 class _Node:
-    __slots__ = ("op", "label", "opts", "tensors", "kids", "slots", "sig", "count")
+    __slots__ = ("op", "label", "opts", "tensors", "kids", "slots", "sig", "count", "in_stack")
 
-    def __init__(self, op, stacked):
+    def __init__(self, op, stacked, in_stack=False):
         self.op = op
+        # inside stacked tiles, leaves carry the tile axis: sizes and split kinds
+        # asked of these operators would misread it (the stacking node has them)
+        self.in_stack = in_stack
         self.label = _label(op)
         self.opts = tuple(options(op))
         self.tensors = []  # (field name, text, tensor, shown)
@@ -237,11 +240,10 @@ def _summarize(root):
     (no recursion: a deep tree does not reach Python's recursion limit)."""
     nodes, stack = [], [(root, None, {})]
     while stack:
-        op, parent, stacked = stack.pop()
+        op, parent, outer = stack.pop()
         inner = stacked_leaves(op)
-        if inner is not None:
-            stacked = {**stacked, **{i: inner[0] for i in inner[1]}}
-        node = _Node(op, stacked)
+        stacked = outer if inner is None else {**outer, **{i: inner[0] for i in inner[1]}}
+        node = _Node(op, stacked, bool(outer))
         nodes.append(node)
         if parent is not None:
             parent.kids.append(node)
@@ -306,10 +308,13 @@ def _line(node, style):
     op = node.op
     args = [f"{_fmt(op.ishape)} -> {_fmt(op.oshape)}", *node.opts]
     args += [f"{name}={text}" for name, text, _, shown in node.tensors if shown]
-    line = f"{node.label}({', '.join(args)})"
-    if style.split_kinds:
-        line += "  split " + " ".join(f"{d}={k or 'none'}" for d, k in _kinds(op))
-    return line
+    return f"{node.label}({', '.join(args)})"
+
+
+def _split_text(node, style):
+    if not style.split_kinds or node.in_stack:
+        return ""
+    return "  split " + " ".join(f"{d}={k or 'none'}" for d, k in _kinds(node.op))
 
 
 def _kinds(op):
@@ -319,7 +324,7 @@ def _kinds(op):
 
 def _text_lines(node, style, depth, indent, prefix, times, out, offsets):
     suffix = f"  × {times}" if times > 1 else ""
-    out.append(f"{indent}{prefix}{_line(node, style)}{suffix}")
+    out.append(f"{indent}{prefix}{_line(node, style)}{suffix}{_split_text(node, style)}")
     if not node.kids:
         return
     indent += "  "
@@ -422,10 +427,10 @@ def _e(s):
     return html.escape(str(s), quote=True)
 
 
-def _dims_html(op, shape):
+def _dims_html(node, shape):
     parts = []
     for d in shape:
-        n = None if d == "..." else op.size(d)
+        n = None if d == "..." or node.in_stack else node.op.size(d)
         parts.append(_e(d) + (f"<span style='{_DIM}'>={n}</span>" if n is not None else ""))
     return "(" + ", ".join(parts) + ")"
 
@@ -434,7 +439,7 @@ def _summary_html(node, prefix, times, style):
     op = node.op
     mem = nbytes(_subtree_tensors(node))
     bits = [f"<span style='{_DIM}'>{_e(prefix)}</span>" if prefix else "",
-            f"<b>{_e(node.label)}</b> {_dims_html(op, op.ishape)} → {_dims_html(op, op.oshape)}"]
+            f"<b>{_e(node.label)}</b> {_dims_html(node, op.ishape)} → {_dims_html(node, op.oshape)}"]
     if node.opts:
         bits.append(f" <i>{_e(', '.join(node.opts))}</i>")
     if times > 1:
@@ -452,7 +457,7 @@ def _body_html(node, style, depth, offsets):
         mem = nbytes([t])
         items.append(f"<li>{_e(name)}: {_e(t_text)}"
                      + (f" <span style='{_DIM}'>{_e(human(mem))}</span>" if mem else "") + "</li>")
-    if style.split_kinds:
+    if style.split_kinds and not node.in_stack:
         kinds = ", ".join(f"{d}: {k or 'none'}" for d, k in _kinds(node.op))
         items.append(f"<li><span style='{_DIM}'>split</span> {_e(kinds)}</li>")
     if node.kids and depth + 1 >= style.max_depth:
