@@ -483,7 +483,7 @@ def _node_html(node, style, depth, prefix="", times=1, offsets=None, opened=None
             f"<ul style='{_LIST}'>{''.join(items)}</ul></details>")
 
 
-def html_tree(op, *, split_kinds=False, max_depth=12, max_items=MAX_ITEMS):
+def html_tree(op, *, split_kinds=False, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
     """The HTML display of an operator (what Jupyter shows): nested ``<details>``."""
     style = _Style(split_kinds, max_depth, max_items)
     return f"<div class='funclinop' style='{_STYLE}'>{_node_html(_summarize(op), style, 0)}</div>"
