@@ -504,7 +504,7 @@ def _is_index_grid(x):
 
 def _is_split(x):
     """``split_linop``'s ``(tiles, input_slices, output_slices)``."""
-    return (type(x) is tuple and len(x) == 3 and type(x[0]) is tuple and _is_grid(x[0])
+    return (type(x) is tuple and len(x) == 3 and _is_grid(x[0])  # one tile when nothing is split
             and _is_index_grid(x[1]) and _is_index_grid(x[2]))
 
 
@@ -565,7 +565,8 @@ def _tile_rows(x):
 def _grid_title(x):
     grid = x[0] if _is_split(x) else x
     shape = _grid_shape(grid)
-    return f"{' × '.join(map(str, shape))} tiles" + (" (split_linop)" if _is_split(x) else "")
+    count = f"{' × '.join(map(str, shape))} tiles" if shape else "1 tile"
+    return count + (" (split_linop)" if _is_split(x) else "")
 
 
 def tiles_text(x, style):
@@ -573,7 +574,7 @@ def tiles_text(x, style):
     out = [_grid_title(x)]
     for index, where, tile in rows[: style.max_items]:
         node = _summarize(tile)
-        where = f" {where} " if where else " "
+        where = f" {where} " if where else ""
         out.append(f"  {index}{where} {_line(node, style)}  {_tile_devices(node)}")
     if len(rows) > style.max_items:
         out.append(f"  … {len(rows) - style.max_items} more tiles")

@@ -356,6 +356,13 @@ def test_tile_grid_alone_shows_sizes():
     assert str(fl.show(moved)).endswith("@meta")
 
 
+def test_tile_grid_of_nothing_split():
+    A = fl.Dense(torch.zeros(5, 4), ("C", "N"), ("N",), ("C",))
+    assert str(fl.show(fl.split_linop(A, {}))) == """\
+1 tile (split_linop)
+  [] Dense((N) -> (C), weight=float32[5, 4] @cpu)  @cpu"""
+
+
 def test_tile_grid_html():
     tiles_in_out = fl.split_linop(sense(), {"C": 3})
     page = fl.show(tiles_in_out)._repr_html_()
