@@ -37,6 +37,7 @@ from .ops import (
     Truncate,
     Zero,
 )
+from .display import show
 from .scipy import from_scipy, to_scipy
 from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
 
@@ -68,6 +69,8 @@ __all__ = [
     "ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation",
     # splitting, batching, devices
     "tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "ToDevice",
+    # display
+    "show",
     # scipy.sparse.linalg bridge
     "to_scipy", "from_scipy",
 ]

@@ -363,11 +363,18 @@ class Linop:
         return hash((type(self), tuple((tuple(t.shape), t.dtype) for t in leaves if isinstance(t, torch.Tensor))))
 
     def __repr__(self):
-        parts = []
-        for f in dataclasses.fields(self):
-            if f.repr:
-                parts.append(f"{f.name}={_short(getattr(self, f.name))}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+        """An indented tree, one operator per line (see :mod:`funclinop.display`)."""
+        from .display import text
+
+        return text(self)
+
+    def _repr_pretty_(self, p, cycle):  # IPython's console
+        p.text(repr(self))
+
+    def _repr_html_(self):  # Jupyter, marimo: a collapsible tree
+        from .display import html_tree
+
+        return html_tree(self)
 
 
 class SameShape:
@@ -384,15 +391,6 @@ class SameShape:
 
 def _fmt(shape):
     return "(" + ", ".join(shape) + ")"
-
-
-def _short(v):
-    if isinstance(v, torch.Tensor):
-        dt = str(v.dtype).replace("torch.", "")
-        return f"{dt}{list(v.shape)}"
-    if isinstance(v, tuple) and v and all(isinstance(t, Linop) for t in v):
-        return "(" + ", ".join(map(repr, v)) + ")"
-    return repr(v)
 
 
 def _raise_device_error(op, x):

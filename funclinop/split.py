@@ -15,6 +15,7 @@ import torch
 import torch.utils._pytree as tp
 from typing import Any, Mapping, Sequence
 
+from . import display
 from ._vmap import vmap_leaves
 from .compose import Add, Chain
 from .concat import Concat
@@ -352,6 +353,20 @@ class VmapTiles(Linop):
         tile0 = _unstack(self.stacked, self.axes, 1)
         return block_kind(tile0, dim, self.idim, self.odim,
                           dim in named(self.ishape) and dim in named(self.oshape))
+
+
+@display.options.register
+def _show_vmap_tiles(op: VmapTiles):
+    d = op.idim or op.odim
+    if d is None:
+        return [f"{op.count} tiles stacked, summed"]
+    return [f"{op.count} tiles stacked along {d} ({dict(op._sizes)[d] // op.count} each)"]
+
+
+@display.stacked_leaves.register
+def _stacked_vmap_tiles(op: VmapTiles):
+    leaves, _ = flatten_linop(op.stacked)
+    return op.count, {id(t) for t, a in zip(leaves, op.axes) if a == 0}
 
 
 # ---- batching --------------------------------------------------------------------

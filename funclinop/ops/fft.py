@@ -56,7 +56,7 @@ class FFT(Linop):
     >>> torch.allclose(F.H(F(x)), x, atol=1e-6)
     True
     >>> F.N
-    Identity(ishape=('...', 'Nx', 'Ny'), oshape=('...', 'Nx', 'Ny'))
+    Identity((..., Nx, Ny) -> (..., Nx, Ny))
     """
 
     ndim: int = static()
