@@ -6,7 +6,7 @@ shape and stands for any number of batch dims, carried through unchanged.
 
 import re
 
-__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "unify", "named", "sorted_sizes"]
+__all__ = ["Dim", "ELLIPSIS", "dim_name", "fresh", "fresh_names", "as_shape", "as_optional_shape", "unify", "named", "sorted_sizes"]
 
 ELLIPSIS = "..."
 
@@ -90,6 +90,11 @@ def as_shape(shape, what: str = "shape") -> tuple[str, ...]:
     if len(set(named_dims)) != len(named_dims):
         raise ValueError(f"{what}: repeated dim name in {shape}")
     return shape
+
+
+def as_optional_shape(shape, what: str = "shape"):
+    """:func:`as_shape`, keeping None (a default resolved later)."""
+    return None if shape is None else as_shape(shape, what)
 
 
 def named(shape) -> tuple[str, ...]:

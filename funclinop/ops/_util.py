@@ -4,12 +4,17 @@ import torch
 
 from ..dims import named
 
-__all__ = ["check_tensor", "slice_axes", "check_slices", "fixed_kind", "int_tuple"]
+__all__ = ["dim_tuple", "check_tensor", "slice_axes", "check_slices", "fixed_kind", "int_tuple"]
 
 
 def check_tensor(op, name, value):
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{type(op).__name__}: {name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def dim_tuple(names, what="dims"):
+    """Converter: a sequence of dim names (None: none) as a tuple."""
+    return tuple(names or ())
 
 
 def int_tuple(value, what, *, minimum=1, length=None, scalar=False):
