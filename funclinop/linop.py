@@ -93,7 +93,7 @@ def _register(cls):
     statics = tuple(f.name for f in fields if f.metadata.get("static"))
     cls._children, cls._statics = children, statics
     cls._converters = {f.name: f.metadata.get("converter") for f in fields if f.init}
-    cls._arguments = tuple(n for n in statics if n in cls._converters)  # static init fields
+    cls._arguments = frozenset(n for n in statics if n in cls._converters)  # static init fields
     cls._derived = frozenset(f.name for f in fields if f.metadata.get("derived"))
     cls._missing = tuple(n for n in _PROTOCOL if n not in cls.__dataclass_fields__ and _abstract(cls, n))
 
@@ -170,15 +170,6 @@ def _fill_defaults(op):
         d[name] = value if convert is None else convert(value, f"{type(op).__name__} {name}")
 
 
-def _refuse_static_tensors(op):
-    for name in type(op)._arguments:
-        if _holds_tensor(getattr(op, name)):
-            raise TypeError(
-                f"{type(op).__name__}: static field {name!r} holds a tensor; tensors are "
-                f"pytree leaves and belong in a field that is not static"
-            )
-
-
 def _holds_tensor(value):
     if isinstance(value, (str, int, float, type(None))):
         return False
@@ -249,6 +240,11 @@ class Linop:
         converters = type(self)._converters
         if name in self.__dict__ or name not in converters:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r} of an immutable {type(self).__name__}")
+        if name in type(self)._arguments and _holds_tensor(value):
+            raise TypeError(
+                f"{type(self).__name__}: static field {name!r} cannot hold a tensor (got "
+                f"{_short(value)}); tensors are pytree leaves, in fields that are not static"
+            )
         convert = converters[name]
         self.__dict__[name] = value if convert is None else convert(value, f"{type(self).__name__} {name}")
 
@@ -275,7 +271,6 @@ class Linop:
                 f"{cls.__name__} cannot be built: it does not define {' or '.join(cls._missing)} "
                 f"(every operator defines ishape, oshape and apply)"
             )
-        _refuse_static_tensors(self)
         if cls._defaults is not Linop._defaults:
             _fill_defaults(self)
         self._check()
