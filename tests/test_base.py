@@ -218,3 +218,10 @@ def test_derived_copies_share_leaves_and_skip_validation():
     assert AH.H == A
     leaves = fl.linop.flatten_linop(fl.Chain(A, AH))
     assert fl.linop.unflatten_linop(leaves[1], leaves[0]) == fl.Chain(A, AH)
+
+
+def test_the_example_in_docs_operators_runs():
+    docs = pathlib.Path(__file__).resolve().parents[1] / "docs" / "operators.md"
+    text = docs.read_text()
+    block = re.search(r"## Writing an operator.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(block, "operators.md", "exec"), {})
