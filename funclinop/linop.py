@@ -89,58 +89,59 @@ _PROTOCOL = ("ishape", "oshape", "apply")
 
 def _register(cls):
     fields = dataclasses.fields(cls)
-    children = tuple(f.name for f in fields if not f.metadata.get("static"))
-    statics = tuple(f.name for f in fields if f.metadata.get("static"))
-    cls._children, cls._statics = children, statics
+    cls._children = tuple(f.name for f in fields if not f.metadata.get("static"))
+    cls._statics = tuple(f.name for f in fields if f.metadata.get("static"))
     cls._converters = {f.name: f.metadata.get("converter") for f in fields if f.init}
-    cls._arguments = frozenset(n for n in statics if n in cls._converters)  # static init fields
+    cls._arguments = frozenset(n for n in cls._statics if n in cls._converters)  # static init fields
     cls._derived = frozenset(f.name for f in fields if f.metadata.get("derived"))
     cls._missing = tuple(n for n in _PROTOCOL if n not in cls.__dataclass_fields__ and _abstract(cls, n))
-
-    # None children (an optional tensor) are recorded in the treedef, not
-    # given as leaves: torch's pytree counts None as a leaf and optree does
-    # not, and both must see the same leaves.
-    def flatten(op):
-        values = [getattr(op, n) for n in children]
-        absent = tuple(k for k, v in enumerate(values) if v is None)
-        if absent:
-            values = [v for v in values if v is not None]
-        return values, tuple(getattr(op, n) for n in statics) + (op._icheck, absent)
-
-    def unflatten(values, aux):
-        # No constructor: during transforms the leaves may be non-tensors.
-        values, absent = list(values), aux[-1]
-        for k in absent:
-            values.insert(k, None)
-        fields = dict(zip(children, values))
-        fields.update(zip(statics, aux))
-        fields["_icheck"] = aux[-2]
-        return _assemble(cls, fields, _set_devices)  # the leaves may have moved (fl.to, a tree map)
-
-    def flatten_with_keys(op):
-        values, aux = flatten(op)
-        names = [n for k, n in enumerate(children) if k not in aux[-1]]
-        return [(torch_pytree.GetAttrKey(n), v) for n, v in zip(names, values)], aux
-
     torch_pytree.register_pytree_node(
         cls,
-        flatten,
-        unflatten,
+        _flatten,
+        lambda values, aux: _unflatten(cls, values, aux),
         serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
-        flatten_with_keys_fn=flatten_with_keys,
+        flatten_with_keys_fn=lambda op: _flatten_with_names(op, torch_pytree.GetAttrKey),
     )
-    def flatten_with_names(op):
-        values, aux = flatten(op)
-        return values, aux, [n for k, n in enumerate(children) if k not in aux[-1]]
-
     optree.register_pytree_node(
         cls,
-        flatten_with_names,
-        lambda aux, values: unflatten(values, aux),
+        lambda op: _flatten_with_names(op),
+        lambda aux, values: _unflatten(cls, values, aux),
         path_entry_type=optree.GetAttrEntry,
         namespace=_OPTREE_GLOBAL,
     )
     allow_loading(cls)
+
+
+# None children (an optional tensor) are recorded in the treedef, not given
+# as leaves: torch's pytree counts None as a leaf and optree does not, and
+# both must see the same leaves.
+def _flatten(op):
+    cls = type(op)
+    values = [getattr(op, n) for n in cls._children]
+    absent = tuple(k for k, v in enumerate(values) if v is None)
+    if absent:
+        values = [v for v in values if v is not None]
+    return values, tuple(getattr(op, n) for n in cls._statics) + (op._icheck, absent)
+
+
+def _flatten_with_names(op, key=None):
+    """optree's flatten (values, aux, names), or torch's keyed one (``key(name)``, value) pairs."""
+    values, aux = _flatten(op)
+    names = [n for k, n in enumerate(type(op)._children) if k not in aux[-1]]
+    if key is None:
+        return values, aux, names
+    return [(key(n), v) for n, v in zip(names, values)], aux
+
+
+def _unflatten(cls, values, aux):
+    # No constructor: during transforms the leaves may be non-tensors.
+    values = list(values)
+    for k in aux[-1]:
+        values.insert(k, None)
+    fields = dict(zip(cls._children, values))
+    fields.update(zip(cls._statics, aux))
+    fields["_icheck"] = aux[-2]
+    return _assemble(cls, fields, _set_devices)  # the leaves may have moved (fl.to, a tree map)
 
 
 def _abstract(cls, name):
@@ -164,7 +165,7 @@ def _assemble(cls, fields, finish=None):
 def _fill_defaults(op):
     d, converters = op.__dict__, type(op)._converters
     for name, value in op._defaults().items():
-        if d[name] is not None:
+        if getattr(op, name) is not None:
             raise TypeError(f"{type(op).__name__}._defaults: {name!r} was given; only None is filled in")
         convert = converters[name]
         d[name] = value if convert is None else convert(value, f"{type(op).__name__} {name}")
