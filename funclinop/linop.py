@@ -254,6 +254,11 @@ class Linop:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "_setup" in cls.__dict__:  # the former hook: it would silently not run
+            raise TypeError(
+                f"{cls.__name__}: _setup is gone; validate in _check, return the derived fields "
+                f"from _precompute and normalise arguments with field converters"
+            )
         dataclasses.dataclass(eq=False, repr=False)(cls)
         _register(cls)
 

@@ -225,3 +225,15 @@ def test_the_example_in_docs_operators_runs():
     text = docs.read_text()
     block = re.search(r"## Writing an operator.*?```python\n(.*?)```", text, re.S).group(1)
     exec(compile(block, "operators.md", "exec"), {})
+
+
+def test_an_operator_written_with_the_former_hook_is_refused():
+    with pytest.raises(TypeError, match="_setup is gone"):
+        class Old(SameShape, Linop):
+            ioshape: tuple = static(default=("N",))
+
+            def _setup(self):
+                pass
+
+            def apply(self, x):
+                return x
