@@ -4,7 +4,7 @@ import torch
 
 from ..dims import named
 
-__all__ = ["dim_tuple", "check_tensor", "slice_axes", "check_slices", "fixed_kind", "int_tuple"]
+__all__ = ["check_tensor", "slice_axes", "check_slices", "fixed_kind", "int_tuple"]
 
 
 def check_tensor(op, name, value):
