@@ -109,7 +109,7 @@ class Chain(Linop):
     tensor([3., 6.])
     """
 
-    linops: tuple
+    linops: tuple[Linop, ...]
     ishape: tuple = derived()
     oshape: tuple = derived()
     _sizes: tuple = derived()
@@ -118,10 +118,10 @@ class Chain(Linop):
         flat = []
         for op in _linops_arg("Chain", ops, linops):
             flat.extend(op.linops if isinstance(op, Chain) else (op,))
-        object.__setattr__(self, "linops", tuple(flat))
+        self.linops = tuple(flat)
         self.__post_init__()
 
-    def _setup(self):
+    def _precompute(self):
         ops = self.linops
         shape = ops[0].oshape
         for a, b in zip(ops, ops[1:]):
@@ -140,7 +140,7 @@ class Chain(Linop):
         for op in reversed(ops):  # the most specific input: dims carried by '...'
             ishape = through(ishape, op.oshape, op.ishape)
         ishape = unify(ishape, ops[0].ishape) or ops[0].ishape
-        self._set(ishape=ishape, oshape=shape, _sizes=merged_sizes("Chain", ops))
+        return dict(ishape=ishape, oshape=shape, _sizes=merged_sizes("Chain", ops))
 
     def apply(self, x):
         for op in self.linops:
@@ -194,7 +194,7 @@ class Add(Linop):
     tensor([3., 3.])
     """
 
-    linops: tuple
+    linops: tuple[Linop, ...]
     ishape: tuple = derived()
     oshape: tuple = derived()
     _sizes: tuple = derived()
@@ -203,10 +203,10 @@ class Add(Linop):
         flat = []
         for op in _linops_arg("Add", ops, linops):
             flat.extend(op.linops if isinstance(op, Add) else (op,))
-        object.__setattr__(self, "linops", tuple(flat))
+        self.linops = tuple(flat)
         self.__post_init__()
 
-    def _setup(self):
+    def _precompute(self):
         ishape, oshape = self.linops[0].ishape, self.linops[0].oshape
         for op in self.linops[1:]:
             i, o = unify(ishape, op.ishape), unify(oshape, op.oshape)
@@ -216,7 +216,7 @@ class Add(Linop):
                     f"({_fmt(ishape)} -> {_fmt(oshape)})"
                 )
             ishape, oshape = i, o
-        self._set(ishape=ishape, oshape=oshape, _sizes=merged_sizes("Add", self.linops))
+        return dict(ishape=ishape, oshape=oshape, _sizes=merged_sizes("Add", self.linops))
 
     def apply(self, x):
         ops = self.linops

@@ -76,10 +76,10 @@ class Concat(Linop):
     tensor([3., 3., 0.])
     """
 
-    linops: tuple
+    linops: tuple[Linop, ...]
     idim: str = static(default=None)
     odim: str = static(default=None)
-    block_sizes: tuple = static(default=None)
+    block_sizes: tuple = static(default=None, converter=lambda b, what: None if b is None else tuple(b))
     ishape: tuple = derived()
     oshape: tuple = derived()
     isizes: tuple = derived()
@@ -87,13 +87,11 @@ class Concat(Linop):
     _sizes: tuple = derived()
 
     def __init__(self, *ops, linops=None, idim=None, odim=None, block_sizes=None):
-        object.__setattr__(self, "linops", _linops_arg("Concat", ops, linops))
-        object.__setattr__(self, "idim", idim)
-        object.__setattr__(self, "odim", odim)
-        object.__setattr__(self, "block_sizes", None if block_sizes is None else tuple(block_sizes))
+        self.linops = _linops_arg("Concat", ops, linops)
+        self.idim, self.odim, self.block_sizes = idim, odim, block_sizes
         self.__post_init__()
 
-    def _setup(self):
+    def _precompute(self):
         ops, idim, odim = self.linops, self.idim, self.odim
         if idim is None and odim is None:
             raise ValueError("Concat: give idim, odim or both")
@@ -114,7 +112,7 @@ class Concat(Linop):
             sizes[idim] = sum(isizes)
         if odim is not None:
             sizes[odim] = sum(osizes)
-        self._set(ishape=ishape, oshape=oshape, isizes=isizes, osizes=osizes,
+        return dict(ishape=ishape, oshape=oshape, isizes=isizes, osizes=osizes,
                   _sizes=sorted_sizes(sizes))
 
     def apply(self, x):
@@ -283,7 +281,7 @@ class Stack(Linop):
             [2., 2.]])
     """
 
-    linops: tuple
+    linops: tuple[Linop, ...]
     idim: object = static(default=None)
     odim: object = static(default=None)
     ishape: tuple = derived()
@@ -296,12 +294,11 @@ class Stack(Linop):
     _sizes: tuple = derived()
 
     def __init__(self, *ops, linops=None, idim=None, odim=None):
-        object.__setattr__(self, "linops", _linops_arg("Stack", ops, linops))
-        object.__setattr__(self, "idim", idim)
-        object.__setattr__(self, "odim", odim)
+        self.linops = _linops_arg("Stack", ops, linops)
+        self.idim, self.odim = idim, odim
         self.__post_init__()
 
-    def _setup(self):
+    def _precompute(self):
         if self.idim is None and self.odim is None:
             raise ValueError("Stack: give idim, odim or both")
         ishape, oshape = _common("Stack", self.linops)
@@ -315,7 +312,7 @@ class Stack(Linop):
         for d in (idim, odim):
             if d is not None:
                 sizes[d] = len(self.linops)
-        self._set(
+        return dict(
             _idim=idim, _odim=odim, ishape=ishape, oshape=oshape,
             _iaxis=None if idim is None else axis_of(ishape, idim),
             _oaxis=None if odim is None else axis_of(oshape, odim),

@@ -45,13 +45,9 @@ class ToDevice(SameShape, Linop):
     (device(type='meta'), device(type='cpu'))
     """
 
-    idevice: torch.device = static()
-    odevice: torch.device = static()
-    ioshape: tuple = static(default=None)
-
-    def _setup(self):
-        self._set(idevice=as_device(self.idevice), odevice=as_device(self.odevice),
-                  ioshape=as_shape(self.ioshape, "ToDevice ioshape"))
+    idevice: torch.device = static(converter=lambda d, what: as_device(d))
+    odevice: torch.device = static(converter=lambda d, what: as_device(d))
+    ioshape: tuple = static(default=None, converter=as_shape)
 
     def apply(self, x):
         return x.to(self.odevice)

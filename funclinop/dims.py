@@ -99,6 +99,11 @@ def as_shape(shape, what: str = "shape") -> tuple[str, ...]:
     return shape
 
 
+def as_optional_shape(shape, what: str = "shape"):
+    """:func:`as_shape`, keeping None (a default resolved later)."""
+    return None if shape is None else as_shape(shape, what)
+
+
 def named(shape) -> tuple[str, ...]:
     """The named dims of a shape (without the leading ``"..."``)."""
     return shape[1:] if shape and shape[0] == ELLIPSIS else tuple(shape)

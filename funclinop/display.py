@@ -120,7 +120,7 @@ def _register_builtin():
 
     @options.register
     def _(op: FFT):
-        return [f"grid={value(op.grid_shapes[0])}"] + (["centered"] if op.centered else [])
+        return [f"grid={value(op._grids[0])}"] + (["centered"] if op.centered else [])
 
     @options.register
     def _(op: Pad):

@@ -1,18 +1,34 @@
 """The operator base: immutable pytree dataclasses with a small protocol.
 
-A linop is an immutable dataclass (assigning to a field raises
-``dataclasses.FrozenInstanceError``). Fields marked with :func:`static`
-(names, shapes, options, anything precomputed at construction) are part of
-the treedef; every other field is a pytree child (tensors, other linops,
-pytrees of tensors). Subclassing :class:`Linop` makes the class such a
-dataclass and registers it with optree (global namespace) and with torch's
-pytree registry, which is the one ``torch.func`` and ``torch.compile`` look
-at.
+Subclassing :class:`Linop` makes the class a dataclass (``typing``'s
+``dataclass_transform`` tells type checkers and IDEs about the generated
+``__init__``) and registers it with optree (global namespace) and with
+torch's pytree registry, which is the one ``torch.func`` and
+``torch.compile`` look at. Fields marked :func:`static` (names, shapes,
+options) are part of the treedef; every other field is a pytree child
+(tensors, other linops, pytrees of tensors).
+
+One construction path, run by every constructor call (and so by
+``dataclasses.replace``):
+
+1. ``__init__`` sets each field once; a field's ``converter`` normalises
+   the value before it is stored (``static(converter=as_shape)``);
+2. ``_defaults()`` fills in arguments left None whose default depends on
+   other arguments (override; rarely needed);
+3. ``_check()`` validates the fields (override; raise a funclinop error);
+4. ``_precompute()`` returns ``{name: value}`` for every :func:`derived`
+   field (override; the base stores them);
+5. the input check and devices are worked out from the finished operator.
+
+After that nothing can be assigned. Operators derived from a valid one
+without re-validating (an adjoint, a tile, a pytree rebuild) are made by
+:meth:`Linop._derive`, the one copy path (see :func:`_assemble`).
 """
 
+import abc
 import dataclasses
 import enum
-from dataclasses import field
+import typing
 
 import optree
 import torch
@@ -25,6 +41,7 @@ __all__ = [
     "Linop",
     "SplitKind",
     "SameShape",
+    "field",
     "static",
     "derived",
     "apply",
@@ -34,59 +51,141 @@ __all__ = [
 ]
 
 _OPTREE_GLOBAL = getattr(optree.registry, "__GLOBAL_NAMESPACE")
+_MISSING = dataclasses.MISSING
 
 
-def static(**kwargs):
-    """A static field: part of the treedef, never a leaf."""
-    return field(metadata={"static": True}, **kwargs)
+def field(*, static=False, converter=None, default=_MISSING, default_factory=_MISSING,
+          kw_only=_MISSING, repr=True):
+    """A field of an operator.
+
+    ``static=True`` makes it part of the treedef instead of a pytree child
+    (it may not hold a tensor). ``converter(value, what)`` normalises the
+    argument before it is stored; ``what`` names the operator and field for
+    error messages (``"Diagonal ioshape"``), so :func:`funclinop.dims.as_shape`
+    is a converter as it stands.
+    """
+    return dataclasses.field(
+        default=default, default_factory=default_factory, kw_only=kw_only, repr=repr,
+        metadata={"static": static, "converter": converter},
+    )
 
 
-def derived():
-    """A static field computed at construction (in ``_setup``), not passed in."""
-    return field(init=False, default=None, repr=False, metadata={"static": True})
+def static(*, converter=None, default=_MISSING, default_factory=_MISSING, kw_only=_MISSING, repr=True):
+    """A static field: part of the treedef, never a leaf (``field(static=True)``)."""
+    return field(static=True, converter=converter, default=default,
+                 default_factory=default_factory, kw_only=kw_only, repr=repr)
+
+
+def derived(*, static=True, init: typing.Literal[False] = False, repr=None):
+    """A field computed at construction by ``_precompute``, not passed in.
+
+    Static by default; ``derived(static=False)`` is a derived pytree child
+    (a tensor precomputed from the leaves, such as an index). Derived leaves
+    are shown in the operator's display (they are data it holds), derived
+    static values are not, unless ``repr`` says otherwise.
+    """
+    shown = not static if repr is None else repr
+    return dataclasses.field(init=init, repr=shown, metadata={"static": static, "derived": True})
+
+
+# What every operator class defines (as a field, a derived field, a property or a method).
+_PROTOCOL = ("ishape", "oshape", "apply")
 
 
 def _register(cls):
     fields = dataclasses.fields(cls)
-    children = tuple(f.name for f in fields if not f.metadata.get("static"))
-    statics = tuple(f.name for f in fields if f.metadata.get("static"))
-    cls._children, cls._statics = children, statics
-
-    def flatten(op):
-        aux = tuple(getattr(op, n) for n in statics) + (op._icheck,)
-        return [getattr(op, n) for n in children], aux
-
-    def unflatten(values, aux):
-        # Bypass __init__: during transforms the leaves may be non-tensors.
-        op = object.__new__(cls)
-        d = op.__dict__
-        for n, v in zip(children, values):
-            d[n] = v
-        for n, v in zip(statics, aux):
-            d[n] = v
-        d["_icheck"] = aux[-1]
-        _set_devices(op)  # the leaves may have moved (fl.to, a tree map)
-        return op
-
-    def flatten_with_keys(op):
-        values, aux = flatten(op)
-        return [(torch_pytree.GetAttrKey(n), v) for n, v in zip(children, values)], aux
-
+    cls._children = tuple(f.name for f in fields if not f.metadata.get("static"))
+    cls._statics = tuple(f.name for f in fields if f.metadata.get("static"))
+    cls._converters = {f.name: f.metadata.get("converter") for f in fields if f.init}
+    cls._arguments = frozenset(n for n in cls._statics if n in cls._converters)  # static init fields
+    cls._derived = frozenset(f.name for f in fields if f.metadata.get("derived"))
+    cls._missing = tuple(n for n in _PROTOCOL if n not in cls.__dataclass_fields__ and _abstract(cls, n))
     torch_pytree.register_pytree_node(
         cls,
-        flatten,
-        unflatten,
+        _flatten,
+        lambda values, aux: _unflatten(cls, values, aux),
         serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
-        flatten_with_keys_fn=flatten_with_keys,
+        flatten_with_keys_fn=lambda op: _flatten_with_names(op, torch_pytree.GetAttrKey),
     )
     optree.register_pytree_node(
         cls,
-        lambda op: (*flatten(op), children),
-        lambda aux, values: unflatten(values, aux),
+        lambda op: _flatten_with_names(op),
+        lambda aux, values: _unflatten(cls, values, aux),
         path_entry_type=optree.GetAttrEntry,
         namespace=_OPTREE_GLOBAL,
     )
     allow_loading(cls)
+
+
+# None children (an optional tensor) are recorded in the treedef, not given
+# as leaves: torch's pytree counts None as a leaf and optree does not, and
+# both must see the same leaves.
+def _flatten(op):
+    cls = type(op)
+    values = [getattr(op, n) for n in cls._children]
+    absent = tuple(k for k, v in enumerate(values) if v is None)
+    if absent:
+        values = [v for v in values if v is not None]
+    return values, tuple(getattr(op, n) for n in cls._statics) + (op._icheck, absent)
+
+
+def _flatten_with_names(op, key=None):
+    """optree's flatten (values, aux, names), or torch's keyed one (``key(name)``, value) pairs."""
+    values, aux = _flatten(op)
+    names = [n for k, n in enumerate(type(op)._children) if k not in aux[-1]]
+    if key is None:
+        return values, aux, names
+    return [(key(n), v) for n, v in zip(names, values)], aux
+
+
+def _unflatten(cls, values, aux):
+    # No constructor: during transforms the leaves may be non-tensors.
+    values = list(values)
+    for k in aux[-1]:
+        values.insert(k, None)
+    fields = dict(zip(cls._children, values))
+    fields.update(zip(cls._statics, aux))
+    fields["_icheck"] = aux[-2]
+    return _assemble(cls, fields, _set_devices)  # the leaves may have moved (fl.to, a tree map)
+
+
+def _abstract(cls, name):
+    attr = getattr(cls, name, None)
+    return attr is None or getattr(attr, "__isabstractmethod__", False)
+
+
+def _assemble(cls, fields, finish=None):
+    """An operator of type ``cls`` holding ``fields`` (every field, derived ones
+    and ``_icheck`` included), made without its constructor: no conversion,
+    no validation. The one place operators are copied; ``finish(op)``
+    completes what depends on the leaves (:func:`_seal` or the devices only).
+    """
+    op = object.__new__(cls)
+    op.__dict__.update(fields)
+    if finish is not None:
+        finish(op)
+    return op
+
+
+def _fill_defaults(op):
+    d, converters = op.__dict__, type(op)._converters
+    for name, value in op._defaults().items():
+        if getattr(op, name) is not None:
+            raise TypeError(f"{type(op).__name__}._defaults: {name!r} was given; only None is filled in")
+        convert = converters[name]
+        d[name] = value if convert is None else convert(value, f"{type(op).__name__} {name}")
+
+
+def _holds_tensor(value):
+    if isinstance(value, (str, int, float, type(None))):
+        return False
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_holds_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    return any(isinstance(v, torch.Tensor) for v in optree.tree_leaves(value))
 
 
 def allow_loading(*objects):
@@ -130,31 +229,67 @@ class SplitKind(str, enum.Enum):
         return {SplitKind.IN: SplitKind.OUT, SplitKind.OUT: SplitKind.IN}.get(self, self)
 
 
+@typing.dataclass_transform(eq_default=False, field_specifiers=(dataclasses.field, field, static, derived))
 class Linop:
     """A named linear operator: an immutable pytree with a small protocol.
 
     Subclasses declare their fields as a dataclass would (they become
     dataclasses automatically, immutable once built) and provide ``ishape``,
-    ``oshape`` (fields or properties), ``apply`` and, where it is cheaper
-    than the vjp, ``apply_adjoint``. ``adjoint``, ``normal``, ``tile`` and
-    ``size`` have defaults. Validation and precomputation go in ``_setup``,
-    which runs once at construction; ``apply`` is tensor ops only.
+    ``oshape`` (fields, derived fields or properties) and ``apply``; a class
+    missing one cannot be built. ``apply_adjoint`` (where it is cheaper than
+    the vjp), ``adjoint``, ``normal``, ``tile`` and ``size`` have defaults.
+    Arguments are normalised by their fields' converters, validated in
+    ``_check`` and the rest is precomputed once in ``_precompute``;
+    ``apply`` is tensor ops only.
+
+    >>> import torch, funclinop as fl
+    >>> from funclinop.dims import as_shape
+    >>> from funclinop.linop import Linop, SameShape, derived, static
+    >>> class Scale(SameShape, Linop):
+    ...     weight: torch.Tensor
+    ...     ioshape: tuple = static(default=None, converter=as_shape)
+    ...     _c: torch.Tensor = derived(static=False)
+    ...     def _check(self):
+    ...         if self.weight.ndim:
+    ...             raise ValueError(f"{self._name()}: weight must be 0-dim")
+    ...     def _precompute(self):
+    ...         return {"_c": self.weight.conj()}
+    ...     def apply(self, x):
+    ...         return x * self.weight
+    >>> S = Scale(torch.tensor(2.0), ["N"])
+    >>> S.ioshape, S(torch.ones(2))
+    (('N',), tensor([2., 2.]))
     """
 
-    # Each field may be set once, by __init__; after that the operator is
-    # immutable (dataclasses.FrozenInstanceError, as a frozen dataclass).
-    # Not declared frozen=True: some torch.compile versions mis-bind the
-    # constructor arguments of frozen dataclasses built inside compiled code.
+    # Each init field may be set once, by __init__ (through its converter);
+    # after that the operator is immutable (dataclasses.FrozenInstanceError,
+    # as a frozen dataclass). Not declared frozen=True: some torch.compile
+    # versions mis-bind the constructor arguments of frozen dataclasses
+    # built inside compiled code.
     def __setattr__(self, name, value):
-        if name in self.__dict__ or name not in self.__dataclass_fields__:
+        converters = type(self)._converters
+        if name in self.__dict__ or name not in converters:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r} of an immutable {type(self).__name__}")
-        object.__setattr__(self, name, value)
+        if name in type(self)._arguments and _holds_tensor(value):
+            from .display import value as _short
+
+            raise TypeError(
+                f"{type(self).__name__}: static field {name!r} cannot hold a tensor (got "
+                f"{_short(value)}); tensors are pytree leaves, in fields that are not static"
+            )
+        convert = converters[name]
+        self.__dict__[name] = value if convert is None else convert(value, f"{type(self).__name__} {name}")
 
     def __delattr__(self, name):
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r} of an immutable {type(self).__name__}")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "_setup" in cls.__dict__:  # the former hook: it would silently not run
+            raise TypeError(
+                f"{cls.__name__}: _setup is gone; validate in _check, return the derived fields "
+                f"from _precompute and normalise arguments with field converters"
+            )
         dataclasses.dataclass(eq=False, repr=False)(cls)
         _register(cls)
 
@@ -166,7 +301,23 @@ class Linop:
     _odevice = None
 
     def __post_init__(self):
-        self._setup()
+        """The end of every construction (a hand-written ``__init__`` calls it last)."""
+        cls = type(self)
+        if cls._missing:
+            raise TypeError(
+                f"{cls.__name__} cannot be built: it does not define {' or '.join(cls._missing)} "
+                f"(every operator defines ishape, oshape and apply)"
+            )
+        if cls._defaults is not Linop._defaults:
+            _fill_defaults(self)
+        self._check()
+        values = self._precompute()
+        if values.keys() != cls._derived:
+            raise TypeError(
+                f"{cls.__name__}._precompute returned {sorted(values)}, expected its derived "
+                f"fields {sorted(cls._derived)}"
+            )
+        self.__dict__.update(values)
         _seal(self)
 
     def __setstate__(self, state):
@@ -174,26 +325,29 @@ class Linop:
         self.__dict__.update(state)
         _set_devices(self)
 
-    def _setup(self):
-        """Validate the fields and precompute static data (override)."""
+    def _defaults(self):
+        """``{name: value}`` for arguments given as None whose default depends on
+        other arguments (override): the value goes through the field's
+        converter and is stored, so ``dataclasses.replace`` sees it as given."""
+        return {}
+
+    def _check(self):
+        """Validate the fields, raising a funclinop error naming the operator (override)."""
+
+    def _precompute(self):
+        """``{name: value}`` for every derived field, from the checked fields (override)."""
+        return {}
 
     def _derive(self, **fields):
         """A copy with ``fields`` replaced, without re-validating: for operators
-        derived from this (valid) one, such as its adjoint."""
-        op = object.__new__(type(self))
-        op.__dict__.update(self.__dict__)
-        op.__dict__.update(fields)
-        _seal(op)
-        return op
-
-    def _set(self, **kwargs):
-        """Set derived fields during ``_setup`` (the only place it is allowed)."""
-        for k, v in kwargs.items():
-            object.__setattr__(self, k, v)
+        derived from this (valid) one, such as its adjoint. Derived fields are
+        copied as they are, so change every one that ``fields`` affects."""
+        return _assemble(type(self), {**self.__dict__, **fields}, _seal)
 
     # ---- protocol -------------------------------------------------------
+    @abc.abstractmethod
     def apply(self, x):
-        raise NotImplementedError
+        """y = A x for a tensor ``x`` of shape ``(..., *ishape)`` (no shape checks: see ``A(x)``)."""
 
     def apply_adjoint(self, y):
         """x = Aᴴ y. Default: the vjp of ``apply`` (exact for C-linear maps)."""
@@ -276,7 +430,10 @@ class Linop:
         return out
 
     def _name(self):
-        return f"{type(self).__name__}({_fmt(self.ishape)} -> {_fmt(self.oshape)})"
+        try:
+            return f"{type(self).__name__}({_fmt(self.ishape)} -> {_fmt(self.oshape)})"
+        except (AttributeError, TypeError):  # during construction, before the shapes are known
+            return type(self).__name__
 
     def __call__(self, x):
         if not isinstance(x, torch.Tensor):
@@ -628,9 +785,7 @@ def _build(structure, it):
     cls, node, kids = structure
     if cls is tuple:
         return tuple(_build(k, it) for k in kids)
-    op = object.__new__(cls)
-    d = op.__dict__
-    d.update(node.__dict__)
+    fields = dict(node.__dict__)
     for n, k in zip(cls._children, kids):
-        d[n] = _build(k, it)
-    return op
+        fields[n] = _build(k, it)
+    return _assemble(cls, fields)

@@ -284,7 +284,7 @@ class VmapTiles(Linop):
     _sizes: tuple = derived()
     _block: tuple = derived()
 
-    def _setup(self):
+    def _precompute(self):
         if not isinstance(self.stacked, Linop):
             raise TypeError(f"VmapTiles: stacked must be a Linop, got {type(self.stacked).__name__}")
         tile0 = _unstack(self.stacked, self.axes, 1)[0]
@@ -299,8 +299,8 @@ class VmapTiles(Linop):
         iaxis = axis_of(tile0.ishape, self.idim) if self.idim else None
         oaxis = axis_of(tile0.oshape, self.odim) if self.odim else None
         # (input axis, its block size, output axis) for apply; swapped for the adjoint
-        self._set(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=sorted_sizes(sizes),
-                  _block=((iaxis, bi, oaxis), (oaxis, bo, iaxis)))
+        return dict(ishape=tile0.ishape, oshape=tile0.oshape, _sizes=sorted_sizes(sizes),
+                    _block=((iaxis, bi, oaxis), (oaxis, bo, iaxis)))
 
     def tiles(self):
         return _unstack(self.stacked, self.axes, self.count)

@@ -46,6 +46,11 @@ def argument_children(op):
     return [f.name for f in dataclasses.fields(op) if f.init and f.name in op._children]
 
 
+def argument_statics(op):
+    """The fields of ``op`` that are constructor arguments and static."""
+    return [f.name for f in dataclasses.fields(op) if f.init and f.name in op._statics]
+
+
 def rel(a, b):
     return float(torch.linalg.vector_norm(a - b) / max(float(torch.linalg.vector_norm(b)), 1e-30))
 
@@ -53,6 +58,9 @@ def rel(a, b):
 def check_replace(tree, seed):
     for op in nodes(tree):
         assert dataclasses.replace(op) == op
+        for n in argument_statics(op):  # a bad value: a tensor where the treedef holds names and options
+            with pytest.raises(TypeError, match=rf"{type(op).__name__}: static field {n!r}"):
+                dataclasses.replace(op, **{n: torch.zeros(2)})
         names = argument_children(op)
         if not names:
             continue

@@ -164,23 +164,22 @@ class Polynomial(SameShape, Linop):
     """
 
     linop: Linop
-    coeffs: tuple = static()
-    interval: tuple = static()
+    coeffs: tuple = static(converter=lambda c, what: tuple(float(t) for t in c))
+    interval: tuple = static(converter=lambda i, what: tuple(float(t) for t in i))
     ioshape: tuple = derived()
 
-    def _setup(self):
+    def _precompute(self):
         if not isinstance(self.linop, Linop):
             raise TypeError(f"Polynomial: linop must be a Linop, got {type(self.linop).__name__}")
         ioshape = unify(self.linop.ishape, self.linop.oshape)
         if ioshape is None or named(self.linop.ishape) != named(self.linop.oshape):
             raise ShapeError(f"Polynomial: {self.linop._name()} is not square")
-        coeffs = tuple(float(c) for c in self.coeffs)
-        a, b = (float(t) for t in self.interval)
+        coeffs, (a, b) = self.coeffs, self.interval
         if not coeffs:
             raise ValueError("Polynomial: needs at least one coefficient")
         if not -math.inf < a < b < math.inf:  # NaN fails every comparison
             raise ValueError(f"Polynomial: interval must be finite with a < b, got {(a, b)}")
-        self._set(coeffs=coeffs, interval=(a, b), ioshape=ioshape)
+        return {"ioshape": ioshape}
 
     def apply(self, x):
         a, b = self.interval

@@ -10,6 +10,11 @@ def check_tensor(op, name, value):
         raise TypeError(f"{type(op).__name__}: {name} must be a torch.Tensor, got {type(value).__name__}")
 
 
+def dim_tuple(names, what="dims"):
+    """Converter: a sequence of dim names (None: none) as a tuple."""
+    return tuple(names or ())
+
+
 def int_tuple(value, what, *, minimum=1, length=None, scalar=False):
     """Validate a tuple of ints (a list or torch.Size too) of at least ``minimum``.
 

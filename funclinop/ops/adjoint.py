@@ -18,7 +18,7 @@ class Adjoint(Linop):
 
     linop: Linop
 
-    def _setup(self):
+    def _check(self):
         if not isinstance(self.linop, Linop):
             raise TypeError(f"Adjoint: expected a Linop, got {type(self.linop).__name__}")
 

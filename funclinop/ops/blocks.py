@@ -11,29 +11,28 @@ leaves cannot take gradients).
 """
 
 import math
-from dataclasses import field
-
 import torch
 
-from ..dims import ELLIPSIS, as_shape
+from ..dims import ELLIPSIS, as_optional_shape, as_shape
 from ..errors import ShapeError
-from ..linop import Linop, _seal, derived, static
+from ..linop import Linop, _assemble, _seal, derived, static
 from ._util import check_slices, fixed_kind, int_tuple
 
 __all__ = ["ArrayToBlocks", "BlocksToArray"]
-
-
-def _leaf():
-    """A tensor field computed in ``_setup`` (a pytree leaf, not an argument)."""
-    return field(init=False, default=None, repr=False)
 
 
 def _ints(value, what, ndim=None):
     return int_tuple(value, what, length=ndim, scalar=True)
 
 
+def _int_or_ints(value, what):
+    """Converter: an int, or a sequence of ints as a tuple (validated with the grid)."""
+    return tuple(value) if isinstance(value, (list, torch.Size)) else value
+
+
 def _geometry(op, cls):
-    """Validate sizes, mask and names; set ishape/oshape and the derived geometry."""
+    """Validate sizes, mask and names; the derived geometry (ishape and oshape
+    as the ``(input, output)`` of ArrayToBlocks)."""
     grid = _ints(op.grid_size, f"{cls}: grid_size")
     ndim = len(grid)
     if ndim not in (1, 2, 3):
@@ -44,7 +43,7 @@ def _geometry(op, cls):
         if b > g:
             raise ShapeError(f"{cls}: block_size {block} is larger than grid_size {grid}")
     nblocks = tuple((g - b) // s + 1 for g, b, s in zip(grid, block, stride))
-    mask, nsel = _mask(op), None
+    mask, nsel = op.mask, None
     if mask is not None:
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"{cls}: mask must be a torch.Tensor or None, got {type(mask).__name__}")
@@ -54,7 +53,7 @@ def _geometry(op, cls):
             nsel = int(mask.sum())
             if nsel == 0:
                 raise ValueError(f"{cls}: boolean mask selects no element of the block")
-    batch = as_shape(op.batch_shape, f"{cls} batch_shape")
+    batch = op.batch_shape
     array = _names(op.array_shape, _default("Nx Ny Nz", ndim), f"{cls} array_shape")
     default_blocks = _default("Bx By Bz", ndim) + (("K",) if nsel else _default("Kx Ky Kz", ndim))
     blocks = _names(op.blocks_shape, default_blocks, f"{cls} blocks_shape")
@@ -67,23 +66,15 @@ def _geometry(op, cls):
     ishape = as_shape(batch + array, f"{cls} batch_shape + array_shape")
     oshape = as_shape(batch + blocks, f"{cls} batch_shape + blocks_shape")
     inner = (nsel,) if nsel else block
-    select = mask.reshape(-1).nonzero().reshape(-1) if nsel else ()
+    select = mask.reshape(-1).nonzero().reshape(-1) if nsel else None
     shared = set(array) & set(blocks)
     if shared:
         raise ShapeError(f"{cls}: dims {sorted(shared)} are in both array_shape and blocks_shape")
     sizes = tuple(zip(array, grid)) + tuple(zip(blocks, nblocks + inner))
-    op._set(
-        grid_size=grid, block_size=block, stride=stride, batch_shape=batch,
-        array_shape=array, blocks_shape=blocks, _sizes=sizes, _nblocks=nblocks,
-        _select=select, mask=() if mask is None else mask,
+    return dict(
+        ishape=ishape, oshape=oshape, _grid=grid, _block=block, _stride=stride, _array=array,
+        _blocks=blocks, _sizes=sizes, _nblocks=nblocks, _select=select,
     )
-    return ishape, oshape
-
-
-def _mask(op):
-    # No mask is stored as () rather than None: torch's pytree counts None
-    # as a leaf and optree does not, and both must see the same leaves.
-    return None if op.mask is None or isinstance(op.mask, tuple) and not op.mask else op.mask
 
 
 def _default(names, ndim):
@@ -136,63 +127,72 @@ def _deinterleave_src(d):
 
 
 def _to_blocks(op, x):
-    y = _extract(x, op.stride, op._nblocks, op.block_size)
-    mask = _mask(op)
+    y = _extract(x, op._stride, op._nblocks, op._block)
+    mask = op.mask
     if mask is None:
         return y
     if mask.dtype == torch.bool:
-        return y.flatten(-len(op.block_size)).index_select(-1, op._select)
+        return y.flatten(-len(op._block)).index_select(-1, op._select)
     return y * mask
 
 
 def _to_array(op, y):
-    block, mask = op.block_size, _mask(op)
+    block, mask = op._block, op.mask
     if mask is not None and mask.dtype == torch.bool:
         full = y.new_zeros(y.shape[:-1] + (mask.numel(),)).index_add(-1, op._select, y)
         y = full.unflatten(-1, block)
     elif mask is not None:
         y = y * mask.conj()
-    return _overlap_add(y, op.stride, op.grid_size, op._nblocks, block)
+    return _overlap_add(y, op._stride, op._grid, op._nblocks, block)
 
 
 def _overlap_weight(op):
     """Σ over blocks of |mask|² at each grid point: the diagonal of AᴴA (for
     an operator with a mask, on the mask's device)."""
-    mask = _mask(op)
+    mask = op.mask
     # A boolean mask's weight counts blocks: an integer, so the normal keeps
     # the input's dtype (a float one would promote it).
     if mask.dtype == torch.bool:
         # From the selection A and Aᴴ use, not from the mask it was made of
         # (integer counts: they never raise the precision of the data).
-        w = torch.zeros(math.prod(op.block_size), dtype=torch.int64, device=op._select.device)
-        w = w.index_fill(0, op._select, 1).unflatten(0, op.block_size)
+        w = torch.zeros(math.prod(op._block), dtype=torch.int64, device=op._select.device)
+        w = w.index_fill(0, op._select, 1).unflatten(0, op._block)
     else:
         w = mask.abs().square() if mask.is_complex() else mask.square()
-    w = w.expand(op._nblocks + op.block_size)
-    return _overlap_add(w, op.stride, op.grid_size, op._nblocks, op.block_size)
+    w = w.expand(op._nblocks + op._block)
+    return _overlap_add(w, op._stride, op._grid, op._nblocks, op._block)
 
 
 class _BlocksBase(Linop):
-    grid_size: tuple = static()
-    block_size: tuple = static()
-    stride: tuple = static()
-    mask: torch.Tensor = None  # stored as () when absent
-    batch_shape: tuple = static(default=None)
-    _select: torch.Tensor = _leaf()
+    grid_size: tuple = static(converter=_int_or_ints)
+    block_size: tuple = static(converter=_int_or_ints)
+    stride: tuple = static(converter=_int_or_ints)
+    mask: torch.Tensor = None
+    batch_shape: tuple = static(default=None, converter=as_shape)
+    # the geometry, from the arguments: sizes per grid axis, dim names, and
+    # the selected block entries of a boolean mask (None without one)
+    ishape: tuple = derived()
+    oshape: tuple = derived()
+    _grid: tuple = derived()
+    _block: tuple = derived()
+    _stride: tuple = derived()
+    _array: tuple = derived()
+    _blocks: tuple = derived()
     _sizes: tuple = derived()
     _nblocks: tuple = derived()
+    _select: torch.Tensor = derived(static=False)
 
     def size(self, dim):
         return dict(self._sizes).get(dim)
 
     def tile(self, slices):
         # Batch dims split freely: nothing in the operator depends on them.
-        check_slices(self, slices, self.array_shape + self.blocks_shape,
+        check_slices(self, slices, self._array + self._blocks,
                      "grid and block dims cannot be split")
         return self
 
     def split_kind(self, dim):
-        return fixed_kind(self, dim, self.array_shape + self.blocks_shape)
+        return fixed_kind(self, dim, self._array + self._blocks)
 
     def split_refusal(self, dim):
         return "maps it between the array and its blocks"
@@ -209,7 +209,7 @@ class ArrayToBlocks(_BlocksBase):
     the selected elements of each block, so the output is
     ``(*nblocks, n_selected)`` (torchlinops' layout; the selection is derived
     from the mask once, and the operator, its adjoint and its normal all use
-    it); a float or complex mask multiplies each block. Without a mask the ``mask`` field holds ``()``. Default names: ``array_shape`` ``Nx Ny Nz``,
+    it); a float or complex mask multiplies each block. Default names: ``array_shape`` ``Nx Ny Nz``,
     ``blocks_shape`` ``Bx By Bz`` then ``Kx Ky Kz`` (``K`` with a boolean mask).
 
     The adjoint is :class:`BlocksToArray` (overlap-add). With a mask the
@@ -228,14 +228,11 @@ class ArrayToBlocks(_BlocksBase):
     tensor([1., 1., 2., 1., 1.])
     """
 
-    array_shape: tuple = static(default=None)
-    blocks_shape: tuple = static(default=None)
-    ishape: tuple = derived()
-    oshape: tuple = derived()
+    array_shape: tuple = static(default=None, converter=as_optional_shape)
+    blocks_shape: tuple = static(default=None, converter=as_optional_shape)
 
-    def _setup(self):
-        ishape, oshape = _geometry(self, "ArrayToBlocks")
-        self._set(ishape=ishape, oshape=oshape)
+    def _precompute(self):
+        return _geometry(self, "ArrayToBlocks")
 
     def apply(self, x):
         return _to_blocks(self, x)
@@ -249,7 +246,7 @@ class ArrayToBlocks(_BlocksBase):
     def normal(self):
         from .diagonal import Diagonal
 
-        if _mask(self) is None:  # no leaf: a weight tensor would pin the operator to one device
+        if self.mask is None:  # no leaf: a weight tensor would pin the operator to one device
             return super().normal()
         return Diagonal(_overlap_weight(self), self.ishape)
 
@@ -270,14 +267,13 @@ class BlocksToArray(_BlocksBase):
     tensor([1., 1., 2., 1., 1.])
     """
 
-    blocks_shape: tuple = static(default=None)
-    array_shape: tuple = static(default=None)
-    ishape: tuple = derived()
-    oshape: tuple = derived()
+    blocks_shape: tuple = static(default=None, converter=as_optional_shape)
+    array_shape: tuple = static(default=None, converter=as_optional_shape)
 
-    def _setup(self):
-        oshape, ishape = _geometry(self, "BlocksToArray")
-        self._set(ishape=ishape, oshape=oshape)
+    def _precompute(self):
+        geometry = _geometry(self, "BlocksToArray")
+        geometry["ishape"], geometry["oshape"] = geometry["oshape"], geometry["ishape"]
+        return geometry
 
     def apply(self, y):
         return _to_array(self, y)
@@ -290,15 +286,7 @@ class BlocksToArray(_BlocksBase):
 
 
 def _swap(op, cls):
-    """The adjoint, built from ``op``'s checked fields without re-running ``_setup``.
-
-    ``_setup`` counts the mask's selected elements, a data-dependent step
-    that ``torch.compile`` cannot trace; the adjoint has the same geometry.
-    """
-    new = object.__new__(cls)
-    for name in cls._children + cls._statics:
-        object.__setattr__(new, name, getattr(op, name))
-    object.__setattr__(new, "ishape", op.oshape)
-    object.__setattr__(new, "oshape", op.ishape)
-    _seal(new)
-    return new
+    """The adjoint: the same fields and geometry as ``cls``, shapes swapped, made
+    without re-validating (validation counts the mask's selected elements, a
+    data-dependent step that ``torch.compile`` cannot trace)."""
+    return _assemble(cls, dict(op.__dict__, ishape=op.oshape, oshape=op.ishape), _seal)

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from ..dims import Dim, ELLIPSIS, as_shape, fresh_names
+from ..dims import Dim, ELLIPSIS, as_optional_shape, as_shape, fresh_names
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 from ._util import check_slices, check_tensor, fixed_kind
@@ -18,9 +18,9 @@ class _Filter(Linop):
     """Shared fields and plumbing of Convolution and Correlation."""
 
     kernel: torch.Tensor
-    batch_shape: tuple = static(default=None)
-    in_grid_shape: tuple = static(default=None)
-    out_grid_shape: tuple = static(default=None)
+    batch_shape: tuple = static(default=None, converter=as_shape)
+    in_grid_shape: tuple = static(default=None, converter=as_optional_shape)
+    out_grid_shape: tuple = static(default=None, converter=as_optional_shape)
     padding_mode: str = static(default="zeros")
     ishape: tuple = derived()
     oshape: tuple = derived()
@@ -30,7 +30,18 @@ class _Filter(Linop):
 
     _flip = False  # Convolution flips the kernel; Correlation does not
 
-    def _setup(self):
+    def _defaults(self):
+        # grid names: Nx Ny Nz for the kernel's dims, fresh ones for the output
+        if not isinstance(self.kernel, torch.Tensor):
+            return {}
+        igrid = self.in_grid_shape
+        out = {} if igrid is not None else {"in_grid_shape": Dim("NxNyNz")[: self.kernel.ndim]}
+        if self.out_grid_shape is None:
+            igrid = out.get("in_grid_shape", igrid)
+            out["out_grid_shape"] = fresh_names(igrid, set(self.batch_shape) | set(igrid))
+        return out
+
+    def _check(self):
         cls = type(self).__name__
         check_tensor(self, "kernel", self.kernel)
         ndim = self.kernel.ndim
@@ -44,27 +55,26 @@ class _Filter(Linop):
             raise TypeError(f"{cls}: padding_mode must be a str, got {type(self.padding_mode).__name__}")
         if self.padding_mode not in _PADDING_MODES:
             raise ValueError(f"{cls}: padding_mode must be one of {_PADDING_MODES}, got {self.padding_mode!r}")
-        batch = as_shape(self.batch_shape, f"{cls} batch_shape")
-        igrid = Dim("NxNyNz")[:ndim] if self.in_grid_shape is None else as_shape(self.in_grid_shape, f"{cls} in_grid_shape")
-        for what, shape in (("in_grid_shape", igrid), ("out_grid_shape", self.out_grid_shape or ())):
-            if ELLIPSIS in tuple(shape):
+        igrid, ogrid = self.in_grid_shape, self.out_grid_shape
+        for what, shape in (("in_grid_shape", igrid), ("out_grid_shape", ogrid)):
+            if ELLIPSIS in shape:
                 raise ShapeError(f"{cls}: {what} cannot contain '...', got {shape}")
         if len(igrid) < ndim:
             raise ShapeError(
                 f"{cls}: kernel of shape {tuple(self.kernel.shape)} has {ndim} dims but the grid "
                 f"{igrid} has only {len(igrid)}"
             )
-        if self.out_grid_shape is None:
-            ogrid = fresh_names(igrid, set(batch) | set(igrid))
-        else:
-            ogrid = as_shape(self.out_grid_shape, f"{cls} out_grid_shape")
         if len(ogrid) != len(igrid):
             raise ShapeError(f"{cls}: out_grid_shape {ogrid} must have as many dims as in_grid_shape {igrid}")
-        ishape = as_shape(batch + igrid, f"{cls} batch_shape + in_grid_shape")
-        oshape = as_shape(batch + ogrid, f"{cls} batch_shape + out_grid_shape")
-        self._set(batch_shape=batch, in_grid_shape=igrid, out_grid_shape=ogrid,
-                  ishape=ishape, oshape=oshape, _geom=_geometry(self.kernel.shape, self._flip),
-                  _adjoint_geom=_geometry(self.kernel.shape, not self._flip))
+
+    def _precompute(self):
+        cls, batch = type(self).__name__, self.batch_shape
+        return dict(
+            ishape=as_shape(batch + self.in_grid_shape, f"{cls} batch_shape + in_grid_shape"),
+            oshape=as_shape(batch + self.out_grid_shape, f"{cls} batch_shape + out_grid_shape"),
+            _geom=_geometry(self.kernel.shape, self._flip),
+            _adjoint_geom=_geometry(self.kernel.shape, not self._flip),
+        )
 
     def apply(self, x):
         ndim, kpad, padding, circ = self._geom

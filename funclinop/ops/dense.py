@@ -5,12 +5,16 @@ import string
 import torch
 import torch.nn.functional as F
 
-from ..dims import ELLIPSIS, Dim, as_shape, fresh, named
+from ..dims import ELLIPSIS, Dim, as_optional_shape, fresh, named
 from ..errors import ShapeError
 from ..linop import Linop, SplitKind, derived, static
-from ._util import check_tensor
+from ._util import check_tensor, dim_tuple
 
 __all__ = ["Dense"]
+
+
+def _labels(labels, what):
+    return None if labels is None else tuple(labels)
 
 
 class Dense(Linop):
@@ -41,32 +45,33 @@ class Dense(Linop):
     """
 
     weight: torch.Tensor
-    weightshape: tuple = static(default=None)
-    ishape: tuple = static(default=None)
-    oshape: tuple = static(default=None)
-    broadcast_dims: tuple = static(default=())
+    weightshape: tuple = static(default=None, converter=as_optional_shape)
+    ishape: tuple = static(default=None, converter=as_optional_shape)
+    oshape: tuple = static(default=None, converter=as_optional_shape)
+    broadcast_dims: tuple = static(default=(), converter=dim_tuple)
     # Einsum labels of the input/output axes when they differ from the dim
     # names (the folded normal maps dim N to N through weight axes N, N1).
     # The fields keep the argument (None: the dim names); the labels in use
     # are derived, so that dataclasses.replace renaming dims recomputes them.
-    ilabels: tuple = static(default=None, kw_only=True, repr=False)
-    olabels: tuple = static(default=None, kw_only=True, repr=False)
+    ilabels: tuple = static(default=None, kw_only=True, repr=False, converter=_labels)
+    olabels: tuple = static(default=None, kw_only=True, repr=False, converter=_labels)
     _ilabels: tuple = derived()
     _olabels: tuple = derived()
     _plan: tuple = derived()
     _adjoint_plan: tuple = derived()
 
-    def _setup(self):
+    def _defaults(self):
+        # Without names, the shapes are read off the weight
+        if self.weightshape is None and self.ishape is None and self.oshape is None:
+            if isinstance(self.weight, torch.Tensor):
+                return _infer_shapes(self.weight)
+        return {}
+
+    def _check(self):
         check_tensor(self, "weight", self.weight)
-        names = (self.weightshape, self.ishape, self.oshape)
-        if all(n is None for n in names):
-            self._set(**_infer_shapes(self.weight))
-        elif any(n is None for n in names):
+        if None in (self.weightshape, self.ishape, self.oshape):
             raise ValueError("Dense: give all of weightshape, ishape, oshape, or none of them")
-        wshape = as_shape(self.weightshape, "Dense weightshape")
-        ishape = as_shape(self.ishape, "Dense ishape")
-        oshape = as_shape(self.oshape, "Dense oshape")
-        self._set(weightshape=wshape, ishape=ishape, oshape=oshape)
+        wshape, ishape, oshape = self.weightshape, self.ishape, self.oshape
         if ELLIPSIS in wshape:
             raise ValueError(f"Dense: weightshape {wshape} cannot contain '...'")
         if (ishape[:1] == (ELLIPSIS,)) != (oshape[:1] == (ELLIPSIS,)):
@@ -76,8 +81,7 @@ class Dense(Linop):
                 f"{self._name()}: weight of shape {tuple(self.weight.shape)} does not match "
                 f"weightshape {wshape}"
             )
-        broadcast = tuple(self.broadcast_dims or ())
-        for d in broadcast:
+        for d in self.broadcast_dims:
             if d not in wshape:
                 raise ValueError(f"{self._name()}: broadcast dim {d!r} is not in weightshape {wshape}")
             if self.weight.shape[wshape.index(d)] != 1:
@@ -85,8 +89,11 @@ class Dense(Linop):
                     f"{self._name()}: broadcast dim {d!r} must have size 1 in the weight, got "
                     f"{self.weight.shape[wshape.index(d)]} (weight shape {tuple(self.weight.shape)})"
                 )
-        xl = tuple(self.ilabels or named(ishape))
-        yl = tuple(self.olabels or named(oshape))
+
+    def _precompute(self):
+        wshape, ishape, oshape = self.weightshape, self.ishape, self.oshape
+        xl = self.ilabels or named(ishape)
+        yl = self.olabels or named(oshape)
         for what, labels, shape in (("ilabels", xl, ishape), ("olabels", yl, oshape)):
             if len(labels) != len(named(shape)):
                 raise ShapeError(f"{self._name()}: {what} {labels} must have one label per named dim of {shape}")
@@ -99,8 +106,7 @@ class Dense(Linop):
         for d in wshape:
             if d not in xl and d not in yl:
                 raise ShapeError(f"{self._name()}: weight dim {d!r} is neither in ishape nor in oshape")
-        self._set(broadcast_dims=broadcast, _ilabels=xl, _olabels=yl,
-                  _plan=_plan(xl, wshape, yl), _adjoint_plan=_plan(yl, wshape, xl))
+        return dict(_ilabels=xl, _olabels=yl, _plan=_plan(xl, wshape, yl), _adjoint_plan=_plan(yl, wshape, xl))
 
     @classmethod
     def from_einstr(cls, weight, einstr, broadcast_dims=()):

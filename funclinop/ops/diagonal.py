@@ -4,8 +4,8 @@ import torch
 
 from ..dims import ELLIPSIS, as_shape, named
 from ..errors import ShapeError
-from ..linop import Linop, SameShape, static
-from ._util import check_tensor, slice_axes
+from ..linop import Linop, SameShape, field, static
+from ._util import check_tensor, dim_tuple, slice_axes
 
 __all__ = ["Diagonal", "Scalar"]
 
@@ -27,18 +27,17 @@ class Diagonal(SameShape, Linop):
     """
 
     weight: torch.Tensor
-    ioshape: tuple = static(default=None)
-    broadcast_dims: tuple = static(default=())
+    ioshape: tuple = static(default=None, converter=as_shape)
+    broadcast_dims: tuple = static(default=(), converter=dim_tuple)
 
-    def _setup(self):
+    def _check(self):
         check_tensor(self, "weight", self.weight)
-        ioshape = as_shape(self.ioshape, "Diagonal ioshape")
+        ioshape, broadcast = self.ioshape, self.broadcast_dims
         if self.weight.ndim > len(named(ioshape)) and ioshape[:1] != (ELLIPSIS,):
             raise ValueError(
                 f"Diagonal: weight of shape {tuple(self.weight.shape)} has more dims "
                 f"than ioshape {ioshape}"
             )
-        broadcast = tuple(self.broadcast_dims or ())
         for d in broadcast:
             if d not in named(ioshape):
                 raise ValueError(f"Diagonal{ioshape}: broadcast dim {d!r} is not in ioshape")
@@ -48,7 +47,6 @@ class Diagonal(SameShape, Linop):
                     f"Diagonal{ioshape}: broadcast dim {d!r} must have size 1 in the weight, got "
                     f"{self.weight.shape[axis]} (weight shape {tuple(self.weight.shape)})"
                 )
-        self._set(ioshape=ioshape, broadcast_dims=broadcast)
 
     def apply(self, x):
         return x * self.weight
@@ -97,19 +95,13 @@ class Scalar(SameShape, Linop):
     torch.complex128
     """
 
-    weight: torch.Tensor
-    ioshape: tuple = static(default=None)
+    weight: torch.Tensor = field(converter=lambda c, what: python_scalar(c) if _is_number(c) else c)
+    ioshape: tuple = static(default=None, converter=as_shape)
 
-    def __post_init__(self):
-        if isinstance(self.weight, (int, float, complex)) and not isinstance(self.weight, bool):
-            object.__setattr__(self, "weight", python_scalar(self.weight))
-        super().__post_init__()
-
-    def _setup(self):
+    def _check(self):
         check_tensor(self, "weight", self.weight)
         if self.weight.ndim != 0:
             raise ValueError(f"Scalar: weight must be 0-dim, got shape {tuple(self.weight.shape)}")
-        self._set(ioshape=as_shape(self.ioshape, "Scalar ioshape"))
 
     def apply(self, x):
         return x * self.weight
@@ -127,6 +119,10 @@ class Scalar(SameShape, Linop):
 
     def tile(self, slices):
         return self
+
+
+def _is_number(c):
+    return isinstance(c, (int, float, complex)) and not isinstance(c, bool)
 
 
 def python_scalar(c):

@@ -153,20 +153,18 @@ class Rearrange(Linop):
 
     ipattern: str = static()
     opattern: str = static()
-    ishape: tuple = static(default=None)
-    oshape: tuple = static(default=None)
-    axes_lengths: tuple = static(default=None)
+    ishape: tuple = static(default=None, converter=as_shape)
+    oshape: tuple = static(default=None, converter=as_shape)
+    axes_lengths: tuple = static(default=None, converter=lambda lengths, what: _lengths(lengths, "Rearrange"))
+    # the parsed patterns, the view-op plans (forward, inverse) and the fixed sizes
     _groups: tuple = derived()
     _plan: tuple = derived()
     _sizes: tuple = derived()
 
-    def _setup(self):
+    def _precompute(self):
         ie, igroups = _parse(self.ipattern, "Rearrange ipattern")
         oe, ogroups = _parse(self.opattern, "Rearrange opattern")
-        lengths = _lengths(self.axes_lengths, "Rearrange")
-        ishape = as_shape(self.ishape, "Rearrange ishape")
-        oshape = as_shape(self.oshape, "Rearrange oshape")
-        self._set(ishape=ishape, oshape=oshape, axes_lengths=lengths)
+        lengths, ishape, oshape = self.axes_lengths, self.ishape, self.oshape
         if ie != oe:
             raise ValueError(f"Rearrange: '...' must appear in both patterns or neither "
                              f"({self.ipattern!r} -> {self.opattern!r})")
@@ -191,14 +189,14 @@ class Rearrange(Linop):
         inverse = None
         if all(len(g) < 2 or sum(a not in known for a in g) < 2 for g in ogroups):
             inverse = _plan(ogroups, igroups, known)
-        self._set(_groups=(igroups, ogroups), _plan=(_plan(igroups, ogroups, known), inverse))
         sizes = {}
         for shape, groups in ((oshape, ogroups), (ishape, igroups)):
             for d, g in zip(named(shape), groups):
                 n = _group_size(g, known)
                 if n is not None and sizes.setdefault(d, n) != n:
                     raise ShapeError(f"{self._name()}: dim {d!r} has size {n} on input and {sizes[d]} on output")
-        self._set(_sizes=sorted_sizes(sizes))
+        return dict(_groups=(igroups, ogroups), _plan=(_plan(igroups, ogroups, known), inverse),
+                    _sizes=sorted_sizes(sizes))
 
     def apply(self, x):
         return _run(self._plan[0], x)
@@ -210,7 +208,7 @@ class Rearrange(Linop):
     def adjoint(self):
         self._check_inverse()
         # Swap the two directions without parsing again (cheap, and traceable).
-        return _replace(self, ipattern=self.opattern, opattern=self.ipattern, ishape=self.oshape,
+        return self._derive(ipattern=self.opattern, opattern=self.ipattern, ishape=self.oshape,
                         oshape=self.ishape, _groups=self._groups[::-1], _plan=self._plan[::-1])
 
     def _check_inverse(self):
@@ -284,11 +282,17 @@ def _sizes(sizes, what):
     return out
 
 
-def _dim_names(op, names, what):
+def _dim_names(names, what):
+    """Converter: a sequence of dim names (None: none)."""
     names = names or ()
     if isinstance(names, str) or not all(isinstance(d, str) for d in names):
-        raise TypeError(f"{op._name()}: {what} must be a sequence of dim names")
+        raise TypeError(f"{what} must be a sequence of dim names")
     return tuple(names)
+
+
+def _size_pairs(sizes, what):
+    """Converter: ``{dim: size}`` (None: none) as sorted ``(dim, size)`` pairs."""
+    return sorted_sizes(_sizes(sizes, what))
 
 
 def _move(src_names, dst_names):
@@ -328,17 +332,6 @@ def _repeat(plan, x):
     return x.expand(x.shape[: x.ndim - len(expand)] + expand)
 
 
-def _replace(op, **changes):
-    """A copy of ``op`` with some fields changed, without running ``_setup`` again."""
-    from ..linop import _seal
-
-    new = object.__new__(type(op))
-    for name in type(op)._children + type(op)._statics:
-        object.__setattr__(new, name, changes.get(name, getattr(op, name)))
-    _seal(new)
-    return new
-
-
 class SumReduce(Linop):
     """Sum over the dims of ``ishape`` that ``oshape`` lacks (adjoint of :class:`Repeat`).
 
@@ -361,16 +354,14 @@ class SumReduce(Linop):
     torch.Size([1, 2])
     """
 
-    ishape: tuple = static()
-    oshape: tuple = static()
-    sizes: tuple = static(default=None, kw_only=True)
-    broadcast_dims: tuple = static(default=None, kw_only=True)
-    _plans: tuple = derived()
+    ishape: tuple = static(converter=as_shape)
+    oshape: tuple = static(converter=as_shape)
+    sizes: tuple = static(default=None, kw_only=True, converter=_size_pairs)
+    broadcast_dims: tuple = static(default=None, kw_only=True, converter=_dim_names)
+    _plans: tuple = derived()  # (sum, expand back); the second None without every size
 
-    def _setup(self):
-        ishape = as_shape(self.ishape, "SumReduce ishape")
-        oshape = as_shape(self.oshape, "SumReduce oshape")
-        self._set(ishape=ishape, oshape=oshape)
+    def _precompute(self):
+        ishape, oshape = self.ishape, self.oshape
         _ellipsis_match(self, ishape, oshape)
         inames, onames = named(ishape), named(oshape)
         extra = [d for d in onames if d not in inames]
@@ -379,11 +370,11 @@ class SumReduce(Linop):
         reduced = [d for d in inames if d not in onames]
         if not reduced:
             raise ShapeError(f"{self._name()}: must sum over at least one dim")
-        sizes = _sizes(self.sizes, "SumReduce sizes")
+        sizes = dict(self.sizes)
         for d in sizes:
             if d not in reduced:
                 raise ValueError(f"{self._name()}: sizes names {d!r}, which is not a summed dim {reduced}")
-        broadcast = _dim_names(self, self.broadcast_dims, "broadcast_dims")
+        broadcast = self.broadcast_dims
         for d in broadcast:
             if d not in reduced or d in sizes:
                 raise ValueError(f"{self._name()}: broadcast dim {d!r} must be a summed dim {reduced} "
@@ -391,11 +382,7 @@ class SumReduce(Linop):
         # The adjoint needs every summed dim's size (1 for a broadcast dim).
         counts = {d: sizes.get(d, 1) for d in reduced if d in sizes or d in broadcast}
         expand = _repeat_plan(onames, inames, counts) if len(counts) == len(reduced) else None
-        self._set(
-            sizes=tuple((d, sizes[d]) for d in reduced if d in sizes),
-            broadcast_dims=tuple(d for d in reduced if d in broadcast),
-            _plans=(_reduce_plan(inames, onames), expand),
-        )
+        return {"_plans": (_reduce_plan(inames, onames), expand)}
 
     def apply(self, x):
         return _reduce(self._plans[0], x)
@@ -408,11 +395,7 @@ class SumReduce(Linop):
     def adjoint(self):
         if self._plans[1] is None:
             self._refuse_adjoint()
-        reduced = [d for d in named(self.ishape) if d not in named(self.oshape)]
-        return Repeat(
-            {d: dict(self.sizes).get(d, 1) for d in reduced}, self.oshape, self.ishape,
-            self.broadcast_dims,
-        )
+        return Repeat(dict(self.sizes), self.oshape, self.ishape, self.broadcast_dims)
 
     def _refuse_adjoint(self):
         known = dict(self.sizes).keys() | set(self.broadcast_dims)
@@ -452,16 +435,15 @@ class Repeat(Linop):
     tensor([2., 2.])
     """
 
-    n_repeats: tuple = static()
-    ishape: tuple = static()
-    oshape: tuple = static()
-    broadcast_dims: tuple = static(default=None)
-    _plans: tuple = derived()
+    n_repeats: tuple = static(converter=_size_pairs)
+    ishape: tuple = static(converter=as_shape)
+    oshape: tuple = static(converter=as_shape)
+    broadcast_dims: tuple = static(default=None, converter=_dim_names)
+    _counts: tuple = derived()  # (dim, count) for every new dim, 1 for a broadcast one
+    _plans: tuple = derived()  # (repeat, sum back)
 
-    def _setup(self):
-        ishape = as_shape(self.ishape, "Repeat ishape")
-        oshape = as_shape(self.oshape, "Repeat oshape")
-        self._set(ishape=ishape, oshape=oshape)
+    def _precompute(self):
+        ishape, oshape = self.ishape, self.oshape
         _ellipsis_match(self, ishape, oshape)
         inames, onames = named(ishape), named(oshape)
         missing = [d for d in inames if d not in onames]
@@ -470,11 +452,11 @@ class Repeat(Linop):
         new = [d for d in onames if d not in inames]
         if not new:
             raise ShapeError(f"{self._name()}: must add at least one dim")
-        broadcast = _dim_names(self, self.broadcast_dims, "broadcast_dims")
+        broadcast = self.broadcast_dims
         for d in broadcast:
             if d not in new:
                 raise ValueError(f"{self._name()}: broadcast dim {d!r} is not a new output dim {new}")
-        n = _sizes(self.n_repeats, "Repeat n_repeats")
+        n = dict(self.n_repeats)
         for d, k in n.items():
             if d not in new:
                 raise ValueError(f"{self._name()}: n_repeats names {d!r}, which is not a new output dim {new}")
@@ -483,12 +465,8 @@ class Repeat(Linop):
         for d in new:
             if d not in n and d not in broadcast:
                 raise ValueError(f"{self._name()}: no repeat count for new dim {d!r}")
-        n_repeats = tuple((d, n.get(d, 1)) for d in new)
-        self._set(
-            n_repeats=n_repeats,
-            broadcast_dims=tuple(d for d in new if d in broadcast),
-            _plans=(_repeat_plan(inames, onames, dict(n_repeats)), _reduce_plan(onames, inames)),
-        )
+        counts = tuple((d, n.get(d, 1)) for d in new)
+        return dict(_counts=counts, _plans=(_repeat_plan(inames, onames, dict(counts)), _reduce_plan(onames, inames)))
 
     def apply(self, x):
         return _repeat(self._plans[0], x)
@@ -503,7 +481,7 @@ class Repeat(Linop):
     def normal(self):
         from .diagonal import Scalar
 
-        return Scalar(float(math.prod([k for _, k in self.n_repeats])), self.ishape)
+        return Scalar(float(math.prod([k for _, k in self._counts])), self.ishape)
 
     def size(self, dim):
         if dim in self.broadcast_dims:

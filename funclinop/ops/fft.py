@@ -20,6 +20,15 @@ def grid_names(ndim, kspace=False, what="FFT"):
     return tuple(("K" if kspace else "N") + a for a in "xyz"[:ndim])
 
 
+def _grid_pair(grids, what):
+    """Converter: None (the default grids) or a pair of shapes."""
+    if grids is None:
+        return None
+    if isinstance(grids, str) or len(grids) != 2:
+        raise ValueError(f"FFT: grid_shapes must be a pair (input dims, output dims), got {grids!r}")
+    return as_shape(grids[0], "FFT grid_shapes[0]"), as_shape(grids[1], "FFT grid_shapes[1]")
+
+
 class FFT(Linop):
     """The orthonormal ``ndim``-dimensional FFT over the trailing grid dims.
 
@@ -60,15 +69,16 @@ class FFT(Linop):
     """
 
     ndim: int = static()
-    batch_shape: tuple = static(default=None)
-    grid_shapes: tuple = static(default=None)
+    batch_shape: tuple = static(default=None, converter=as_shape)
+    grid_shapes: tuple = static(default=None, converter=_grid_pair)
     centered: bool = static(default=False)
     inverse: bool = static(default=False, kw_only=True)
     ishape: tuple = derived()
     oshape: tuple = derived()
+    _grids: tuple = derived()  # (input grid, output grid), the defaults resolved
     _axes: tuple = derived()
 
-    def _setup(self):
+    def _check(self):
         ndim = self.ndim
         if isinstance(ndim, bool) or not isinstance(ndim, int):
             raise TypeError(f"FFT: ndim must be an int, got {type(ndim).__name__}")
@@ -76,24 +86,20 @@ class FFT(Linop):
             raise ValueError(f"FFT: ndim must be at least 1, got {ndim}")
         if not isinstance(self.centered, bool) or not isinstance(self.inverse, bool):
             raise TypeError("FFT: centered and inverse must be bools")
-        grids = self.grid_shapes
+
+    def _precompute(self):
+        ndim, grids = self.ndim, self.grid_shapes
         if grids is None:
             grids = (grid_names(ndim), grid_names(ndim, kspace=True))
             if self.inverse:
                 grids = grids[::-1]
-        elif isinstance(grids, str) or len(grids) != 2:
-            raise ValueError(f"FFT: grid_shapes must be a pair (input dims, output dims), got {grids!r}")
-        igrid = as_shape(grids[0], "FFT grid_shapes[0]")
-        ogrid = as_shape(grids[1], "FFT grid_shapes[1]")
-        for g in (igrid, ogrid):
+        for g in grids:
             if len(g) != ndim or ELLIPSIS in g:
                 raise ShapeError(f"FFT: grid shape {g} must name exactly ndim={ndim} dims")
-        batch = as_shape(self.batch_shape, "FFT batch_shape")
-        ishape = as_shape(batch + igrid, "FFT ishape")
-        oshape = as_shape(batch + ogrid, "FFT oshape")
-        self._set(
-            batch_shape=batch, grid_shapes=(igrid, ogrid), ishape=ishape, oshape=oshape,
-            _axes=tuple(range(-ndim, 0)),
+        return dict(
+            ishape=as_shape(self.batch_shape + grids[0], "FFT ishape"),
+            oshape=as_shape(self.batch_shape + grids[1], "FFT oshape"),
+            _grids=grids, _axes=tuple(range(-ndim, 0)),
         )
 
     def apply(self, x):
@@ -113,10 +119,9 @@ class FFT(Linop):
         return torch.fft.fftshift(x, dim=self._axes)
 
     def adjoint(self):
-        return FFT(
-            self.ndim, self.batch_shape, self.grid_shapes[::-1], self.centered,
-            inverse=not self.inverse,
-        )
+        # default grids follow `inverse`: they stay defaults
+        grids = None if self.grid_shapes is None else self.grid_shapes[::-1]
+        return FFT(self.ndim, self.batch_shape, grids, self.centered, inverse=not self.inverse)
 
     def normal(self):
         from .identity import Identity
@@ -124,12 +129,12 @@ class FFT(Linop):
         return Identity(self.ishape)
 
     def tile(self, slices):
-        grid = set(self.grid_shapes[0]) | set(self.grid_shapes[1])
+        grid = set(self._grids[0]) | set(self._grids[1])
         check_slices(self, slices, sorted(grid), "the FFT mixes every entry of its grid dims")
         return self
 
     def split_kind(self, dim):
-        return fixed_kind(self, dim, self.grid_shapes[0] + self.grid_shapes[1])
+        return fixed_kind(self, dim, self._grids[0] + self._grids[1])
 
     def split_refusal(self, dim):
         return "mixes every entry of its grid dims"

@@ -27,23 +27,16 @@ class FunctionLinop(Linop):
     fn: Callable = static()
     params: object = None
     adjoint_fn: Callable = static(default=None, kw_only=True)
-    ishape: tuple = static(default=None, kw_only=True)
-    oshape: tuple = static(default=None, kw_only=True)
-    sizes: tuple = static(default=(), kw_only=True)
+    ishape: tuple = static(default=None, kw_only=True, converter=as_shape)
+    oshape: tuple = static(default=None, kw_only=True, converter=as_shape)
+    sizes: tuple = static(default=(), kw_only=True, converter=lambda s, what: sorted_sizes(dict(s) if s else {}))
 
-    def _setup(self):
+    def _check(self):
         if not callable(self.fn):
             raise TypeError(f"FunctionLinop: fn must be callable, got {type(self.fn).__name__}")
         if self.adjoint_fn is not None and not callable(self.adjoint_fn):
             raise TypeError("FunctionLinop: adjoint_fn must be callable")
-        sizes = self.sizes
-        sizes = sorted_sizes(dict(sizes) if sizes else {})
-        self._set(
-            ishape=as_shape(self.ishape, "FunctionLinop ishape"),
-            oshape=as_shape(self.oshape, "FunctionLinop oshape"),
-            sizes=sizes,
-        )
-        for d, _ in sizes:
+        for d, _ in self.sizes:
             if d not in self.dims:
                 raise ValueError(f"{self._name()}: sizes names dim {d!r}, which is not in its shapes")
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from ..dims import as_shape, named
+from ..dims import as_optional_shape, as_shape, named
 from ..errors import ShapeError
 from ..linop import Linop, SplitKind, static
 
@@ -27,12 +27,10 @@ def _positional_refusal(op, dim):
     return "renames it (input and output name the same entries differently)"
 
 
-def _shapes(op):
-    ishape = as_shape(op.ishape, f"{type(op).__name__} ishape")
-    oshape = ishape if op.oshape is None else as_shape(op.oshape, f"{type(op).__name__} oshape")
+def _check_layout(op):
+    ishape, oshape = op.ishape, op.oshape
     if len(ishape) != len(oshape) or (ishape[:1] == ("...",)) != (oshape[:1] == ("...",)):
         raise ShapeError(f"{type(op).__name__}: ishape {ishape} and oshape {oshape} must have the same layout")
-    op._set(ishape=ishape, oshape=oshape)
 
 
 class Identity(Linop):
@@ -43,11 +41,14 @@ class Identity(Linop):
     tensor([1., 1.])
     """
 
-    ishape: tuple = static(default=("...",))
-    oshape: tuple = static(default=None)
+    ishape: tuple = static(default=("...",), converter=as_shape)
+    oshape: tuple = static(default=None, converter=as_optional_shape)
 
-    def _setup(self):
-        _shapes(self)
+    def _defaults(self):
+        return {"oshape": self.ishape} if self.oshape is None else {}
+
+    def _check(self):
+        _check_layout(self)
 
     def apply(self, x):
         return x
@@ -79,11 +80,14 @@ class Zero(Linop):
     tensor([0., 0.])
     """
 
-    ishape: tuple = static(default=("...",))
-    oshape: tuple = static(default=None)
+    ishape: tuple = static(default=("...",), converter=as_shape)
+    oshape: tuple = static(default=None, converter=as_optional_shape)
 
-    def _setup(self):
-        _shapes(self)
+    def _defaults(self):
+        return {"oshape": self.ishape} if self.oshape is None else {}
+
+    def _check(self):
+        _check_layout(self)
 
     def apply(self, x):
         return torch.zeros_like(x)

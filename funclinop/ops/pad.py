@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from ..dims import ELLIPSIS, as_shape, fresh, named
+from ..dims import ELLIPSIS, as_optional_shape, as_shape, fresh, named
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
 from ._util import check_slices, fixed_kind, int_tuple
@@ -39,10 +39,6 @@ def _window_slices(offsets, big):
     return tuple(slice(left, m - right) for (left, right), m in zip(offsets, big))
 
 
-def _sizes(what, name, sizes):
-    return int_tuple(sizes, f"{what}: {name}", minimum=0)
-
-
 def _grid_shapes(op, small_shape, big_shape, ndim):
     """Resolve the grid names: the small grid defaults to ``Nx...``, the big one to fresh names."""
     what = type(op).__name__
@@ -57,6 +53,22 @@ def _grid_shapes(op, small_shape, big_shape, ndim):
         if len(g) != ndim or ELLIPSIS in g:
             raise ShapeError(f"{what}: grid shape {g} must name exactly {ndim} dims (one per size)")
     return small_shape, big_shape
+
+
+def _check_sizes(what, small, big, small_is_input):
+    if len(small) != len(big):
+        raise ValueError(f"{what}: sizes {small} and {big} must have the same length")
+    if not small:
+        raise ValueError(f"{what}: needs at least one grid dim")
+    if any(n > m for n, m in zip(small, big)):
+        if small_is_input:
+            raise ValueError(f"Pad: pad_im_size {big} must be at least im_size {small} in every dim")
+        raise ValueError(f"Crop: crop_im_size {small} must be at most im_size {big} in every dim")
+
+
+def _size_tuple(sizes, what):
+    """Converter: grid sizes as a tuple of non-negative ints."""
+    return int_tuple(sizes, what.replace(" ", ": ", 1), minimum=0)
 
 
 class _CenteredWindow(Linop):
@@ -74,23 +86,23 @@ class _CenteredWindow(Linop):
     _pad: tuple = derived()
     _window: tuple = derived()
 
-    def _layout(self, small, big, small_is_input):
-        what = type(self).__name__
-        if len(small) != len(big):
-            raise ValueError(f"{what}: sizes {small} and {big} must have the same length")
-        if not small:
-            raise ValueError(f"{what}: needs at least one grid dim")
-        if any(n > m for n, m in zip(small, big)):
-            if small_is_input:
-                raise ValueError(f"Pad: pad_im_size {big} must be at least im_size {small} in every dim")
-            raise ValueError(f"Crop: crop_im_size {small} must be at most im_size {big} in every dim")
+    def _defaults(self):
+        small, big, small_is_input = self._window_sizes()
+        _check_sizes(type(self).__name__, small, big, small_is_input)
         if small_is_input:
             in_shape, out_shape = _grid_shapes(self, self.in_shape, self.out_shape, len(small))
         else:
             out_shape, in_shape = _grid_shapes(self, self.out_shape, self.in_shape, len(small))
-        batch = as_shape(self.batch_shape, f"{what} batch_shape")
-        ishape = as_shape(batch + in_shape, f"{what} ishape")
-        oshape = as_shape(batch + out_shape, f"{what} oshape")
+        return {name: shape for name, shape in (("in_shape", in_shape), ("out_shape", out_shape))
+                if getattr(self, name) is None}
+
+    def _precompute(self):
+        what, (small, big, small_is_input) = type(self).__name__, self._window_sizes()
+        in_shape, out_shape = self.in_shape, self.out_shape
+        if small_is_input:
+            _grid_shapes(self, in_shape, out_shape, len(small))
+        else:
+            _grid_shapes(self, out_shape, in_shape, len(small))
         isize, osize = (small, big) if small_is_input else (big, small)
         for d, n in zip(in_shape, isize):
             if d in out_shape and osize[out_shape.index(d)] != n:
@@ -99,12 +111,13 @@ class _CenteredWindow(Linop):
                     f"{osize[out_shape.index(d)]} on the output; give it a new name in "
                     f"{'out_shape' if small_is_input else 'in_shape'}"
                 )
-        self._set(
-            in_shape=in_shape, out_shape=out_shape, batch_shape=batch, ishape=ishape,
-            oshape=oshape, _isize=isize, _osize=osize,
-        )
         offsets = _offsets(small, big)
-        self._set(_offsets=offsets, _pad=_torch_pad(offsets), _window=(Ellipsis, *_window_slices(offsets, big)))
+        return dict(
+            ishape=as_shape(self.batch_shape + in_shape, f"{what} ishape"),
+            oshape=as_shape(self.batch_shape + out_shape, f"{what} oshape"),
+            _isize=isize, _osize=osize, _offsets=offsets, _pad=_torch_pad(offsets),
+            _window=(Ellipsis, *_window_slices(offsets, big)),
+        )
 
     def size(self, dim):
         if dim in self.in_shape:
@@ -160,17 +173,14 @@ class Pad(_CenteredWindow):
     tensor([1., 2.])
     """
 
-    pad_im_size: tuple = static()
-    im_size: tuple = static()
-    in_shape: tuple = static(default=None)
-    out_shape: tuple = static(default=None)
-    batch_shape: tuple = static(default=None)
+    pad_im_size: tuple = static(converter=_size_tuple)
+    im_size: tuple = static(converter=_size_tuple)
+    in_shape: tuple = static(default=None, converter=as_optional_shape)
+    out_shape: tuple = static(default=None, converter=as_optional_shape)
+    batch_shape: tuple = static(default=None, converter=as_shape)
 
-    def _setup(self):
-        big = _sizes("Pad", "pad_im_size", self.pad_im_size)
-        small = _sizes("Pad", "im_size", self.im_size)
-        self._set(pad_im_size=big, im_size=small)
-        self._layout(small, big, small_is_input=True)
+    def _window_sizes(self):
+        return self.im_size, self.pad_im_size, True
 
     def apply(self, x):
         return F.pad(x, self._pad)
@@ -222,17 +232,14 @@ class Crop(_CenteredWindow):
     tensor([0., 1., 1., 0., 0.])
     """
 
-    crop_im_size: tuple = static()
-    im_size: tuple = static()
-    in_shape: tuple = static(default=None)
-    out_shape: tuple = static(default=None)
-    batch_shape: tuple = static(default=None)
+    crop_im_size: tuple = static(converter=_size_tuple)
+    im_size: tuple = static(converter=_size_tuple)
+    in_shape: tuple = static(default=None, converter=as_optional_shape)
+    out_shape: tuple = static(default=None, converter=as_optional_shape)
+    batch_shape: tuple = static(default=None, converter=as_shape)
 
-    def _setup(self):
-        small = _sizes("Crop", "crop_im_size", self.crop_im_size)
-        big = _sizes("Crop", "im_size", self.im_size)
-        self._set(crop_im_size=small, im_size=big)
-        self._layout(small, big, small_is_input=False)
+    def _window_sizes(self):
+        return self.crop_im_size, self.im_size, False
 
     def apply(self, x):
         return x[self._window]
@@ -254,14 +261,14 @@ class _EndWindow(Linop):
     dim: int = static()
     from_length: int = static()
     to_length: int = static()
-    ishape: tuple = static()
-    oshape: tuple = static()
+    ishape: tuple = static(converter=as_shape)
+    oshape: tuple = static(converter=as_shape)
     _axis: int = derived()
     # F.pad widths growing the dim, and the index keeping its first entries.
     _pad: tuple = derived()
     _index: tuple = derived()
 
-    def _layout(self):
+    def _check(self):
         what = type(self).__name__
         for name in ("dim", "from_length", "to_length"):
             v = getattr(self, name)
@@ -270,8 +277,7 @@ class _EndWindow(Linop):
         for name in ("from_length", "to_length"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{what}: {name} must be non-negative, got {getattr(self, name)}")
-        ishape = as_shape(self.ishape, f"{what} ishape")
-        oshape = as_shape(self.oshape, f"{what} oshape")
+        ishape, oshape = self.ishape, self.oshape
         if len(ishape) != len(oshape) or (ishape[:1] == (ELLIPSIS,)) != (oshape[:1] == (ELLIPSIS,)):
             raise ShapeError(f"{what}: ishape {ishape} and oshape {oshape} must have the same layout")
         if not -len(ishape) <= self.dim < len(ishape) or ishape[self.dim] == ELLIPSIS:
@@ -282,10 +288,12 @@ class _EndWindow(Linop):
                 f"{what}: dim {ishape[k]!r} would have size {self.from_length} on the input and "
                 f"{self.to_length} on the output; give it a new name in oshape"
             )
-        axis = k - len(ishape)
+
+    def _precompute(self):
+        axis = self.dim % len(self.ishape) - len(self.ishape)
         short, long = min(self.from_length, self.to_length), max(self.from_length, self.to_length)
-        self._set(
-            ishape=ishape, oshape=oshape, _axis=axis,
+        return dict(
+            _axis=axis,
             _pad=(0, 0) * (-axis - 1) + (0, long - short),
             _index=(Ellipsis, slice(0, short)) + (slice(None),) * (-axis - 1),
         )
@@ -336,8 +344,8 @@ class Truncate(_EndWindow):
             [1., 1., 0., 0.]])
     """
 
-    def _setup(self):
-        self._layout()
+    def _check(self):
+        super()._check()
         if self.to_length > self.from_length:
             raise ValueError(
                 f"Truncate: to_length must be in [0, {self.from_length}], got {self.to_length}"
@@ -368,8 +376,8 @@ class PadDim(_EndWindow):
     tensor([1., 2., 0., 0.])
     """
 
-    def _setup(self):
-        self._layout()
+    def _check(self):
+        super()._check()
         if self.from_length > self.to_length:
             raise ValueError(
                 f"PadDim: from_length must be in [0, {self.to_length}], got {self.from_length}"

@@ -1,13 +1,12 @@
 """Sampling: gather a grid at integer indices; the adjoint scatter-adds."""
 
-import dataclasses
 import math
 
 import torch
 
-from ..dims import ELLIPSIS, as_shape, fresh
+from ..dims import ELLIPSIS, as_optional_shape, as_shape, fresh
 from ..errors import ShapeError
-from ..linop import Linop, derived, static
+from ..linop import Linop, derived, field, static
 from ._util import check_slices, fixed_kind, int_tuple
 from .fft import grid_names
 
@@ -58,42 +57,37 @@ class Sampling(Linop):
     tensor([1., 4.])
     """
 
-    idx: tuple = dataclasses.field(repr=False)
-    input_size: tuple = static()
-    output_shape: tuple = static(default=None)
-    input_shape: tuple = static(default=None)
-    batch_shape: tuple = static(default=None)
+    idx: tuple = field(repr=False, converter=lambda idx, what: _index_tensors(idx))
+    input_size: tuple = static(converter=lambda size, what: _grid_size(size))
+    output_shape: tuple = static(default=None, converter=as_optional_shape)
+    input_shape: tuple = static(default=None, converter=as_optional_shape)
+    batch_shape: tuple = static(default=None, converter=as_shape)
     # Row-major linear index into the flattened grid, same shape as each
     # idx[d]: a leaf next to idx so stacking, moving and slicing keep them together.
-    # apply, adjoint, normal and tile all use it, never idx (kept as given).
-    flat_idx: torch.Tensor = dataclasses.field(init=False, default=None)
+    # apply, adjoint, normal and tile all use it, never idx.
+    flat_idx: torch.Tensor = derived(static=False)
     ishape: tuple = derived()
     oshape: tuple = derived()
 
-    def _setup(self):
-        idx = _index_tensors(self.idx)
-        size = _grid_size(self.input_size)
+    def _defaults(self):
+        names = {}
+        if self.input_shape is None:
+            names["input_shape"] = grid_names(len(self.input_size), what="Sampling")
+        if self.output_shape is None:
+            avoid = set(names.get("input_shape", self.input_shape))
+            names["output_shape"] = _sample_names(self.idx[0].ndim if self.idx else 0, avoid)
+        return names
+
+    def _check(self):
+        idx, size = self.idx, self.input_size
         if len(idx) != len(size):
             raise ShapeError(
                 f"Sampling: input_size {size} has {len(size)} dims but idx has {len(idx)} index tensors"
             )
-        try:
-            shape = torch.broadcast_shapes(*(t.shape for t in idx))
-        except RuntimeError:
-            raise ShapeError(
-                f"Sampling: index tensors of shapes {[tuple(t.shape) for t in idx]} do not broadcast"
-            ) from None
-        idx = tuple(t if t.shape == shape else t.expand(shape).contiguous() for t in idx)
-        input_shape = self.input_shape
-        if input_shape is None:
-            input_shape = grid_names(len(size), what="Sampling")
-        input_shape = as_shape(input_shape, "Sampling input_shape")
+        input_shape, output_shape = self.input_shape, self.output_shape
         if len(input_shape) != len(size) or ELLIPSIS in input_shape:
             raise ShapeError(f"Sampling: input_shape {input_shape} must name the {len(size)} grid dims of {size}")
-        output_shape = self.output_shape
-        if output_shape is None:
-            output_shape = _sample_names(len(shape), set(input_shape))
-        output_shape = as_shape(output_shape, "Sampling output_shape")
+        shape = idx[0].shape
         if len(output_shape) != len(shape) or ELLIPSIS in output_shape:
             raise ShapeError(
                 f"Sampling: output_shape {output_shape} must name the {len(shape)} dims "
@@ -103,13 +97,14 @@ class Sampling(Linop):
             raise ShapeError(
                 f"Sampling: input_shape {input_shape} and output_shape {output_shape} share dim names"
             )
-        batch = as_shape(self.batch_shape, "Sampling batch_shape")
-        ishape = as_shape(batch + input_shape, "Sampling ishape")
-        oshape = as_shape(batch + output_shape, "Sampling oshape")
         _check_range(idx, size, input_shape)
-        self._set(
-            idx=idx, input_size=size, input_shape=input_shape, output_shape=output_shape,
-            batch_shape=batch, ishape=ishape, oshape=oshape, flat_idx=_ravel(idx, size),
+
+    def _precompute(self):
+        batch = self.batch_shape
+        return dict(
+            ishape=as_shape(batch + self.input_shape, "Sampling ishape"),
+            oshape=as_shape(batch + self.output_shape, "Sampling oshape"),
+            flat_idx=_ravel(self.idx, self.input_size),
         )
 
     @classmethod
@@ -192,7 +187,14 @@ def _index_tensors(idx):
             raise TypeError(f"Sampling: idx[{d}] must be a torch.Tensor, got {type(t).__name__}")
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"Sampling: idx[{d}] must be an integer tensor, got {t.dtype}")
-    return tuple(t.long() for t in idx)
+    idx = tuple(t.long() for t in idx)
+    try:
+        shape = torch.broadcast_shapes(*(t.shape for t in idx))
+    except RuntimeError:
+        raise ShapeError(
+            f"Sampling: index tensors of shapes {[tuple(t.shape) for t in idx]} do not broadcast"
+        ) from None
+    return tuple(t if t.shape == shape else t.expand(shape).contiguous() for t in idx)
 
 
 def _grid_size(size):
