@@ -20,7 +20,7 @@ try:
         _vmap_increment_nesting,
     )
 except ImportError:  # pragma: no cover - older or newer torch without these
-    _add_batch_dim = None
+    _add_batch_dim = None  # type: ignore[assignment]
 
 __all__ = ["vmap_leaves"]
 

@@ -2,6 +2,7 @@
 
 import optree
 import torch
+import typing
 from typing import Any, TypeVar, Union
 
 from .dims import as_shape
@@ -114,8 +115,8 @@ def to(tree: T, device: DeviceLike | None = None, dtype: torch.dtype | None = No
     {'meta'}
     """
     device = None if device is None else as_device(device)
-    leaves, spec = optree.tree_flatten(tree, none_is_leaf=True)
-    groups = {}
+    leaves, spec = optree.tree_flatten(typing.cast(typing.Any, tree), none_is_leaf=True)
+    groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(leaves):
         if isinstance(t, torch.Tensor) and t.device.type != "meta":
             base, _ = _plain(t)
@@ -127,7 +128,7 @@ def to(tree: T, device: DeviceLike | None = None, dtype: torch.dtype | None = No
             out[i] = t.to(device=device or t.device, dtype=_cast(dtype, t))
     for members in groups.values():
         _move_group(leaves, out, members, device, dtype)
-    return optree.tree_unflatten(spec, out)
+    return typing.cast(T, optree.tree_unflatten(spec, out))
 
 
 def _move_group(leaves, out, members, device, dtype):

@@ -293,6 +293,14 @@ class Linop:
         dataclasses.dataclass(eq=False, repr=False)(cls)
         _register(cls)
 
+    if typing.TYPE_CHECKING:  # every operator has them (fields, derived fields or properties)
+
+        @property
+        def ishape(self) -> tuple[str, ...]: ...
+
+        @property
+        def oshape(self) -> tuple[str, ...]: ...
+
     # Where the input must be (None: anywhere, MIXED: nowhere) and where the
     # output goes (None: where the input was). Set with the leaves by _seal,
     # unflatten and unpickling; these class defaults only cover operators

@@ -1,5 +1,7 @@
 """The power method: the largest-magnitude eigenpair of a Hermitian operator."""
 
+from typing import Callable
+
 import torch
 
 from ..dims import named
@@ -9,7 +11,7 @@ from ._vec import apply_square, inner, norm2, operator_dtype_device, safe_div
 __all__ = ["power_method", "opnorm", "eig_bounds"]
 
 
-def power_method(A: Linop, x0: torch.Tensor | None = None, *, max_iter: int = 100, tol: float = 1e-6,
+def power_method(A: Linop | Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor | None = None, *, max_iter: int = 100, tol: float = 1e-6,
                  generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
                  device: "torch.device | str | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The largest-magnitude eigenvalue of a Hermitian A and a unit eigenvector.

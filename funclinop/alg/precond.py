@@ -94,7 +94,7 @@ def _(A: Dense):
     inames, onames = named(A.ishape), named(A.oshape)
     if inames != onames:
         return None
-    letters = {}
+    letters: dict[str, str] = {}
     for k, d in enumerate(inames):
         il, ol = A.ilabels[k], A.olabels[k]
         letters.setdefault(il, chr(ord("a") + k))
@@ -106,10 +106,10 @@ def _(A: Dense):
         return None  # a weight dim that is neither an input nor an output index
     kept = [k for k, d in enumerate(inames) if A.ilabels[k] in wl or A.olabels[k] in wl]
     out = "".join(chr(ord("a") + k) for k in kept)
-    d = torch.einsum("".join(letters[l] for l in wl) + "->" + out, A.weight)
+    diag = torch.einsum("".join(letters[l] for l in wl) + "->" + out, A.weight)
     # dims the weight lacks broadcast: size-1 axes in the input's order
-    shape = [d.shape[kept.index(k)] if k in kept else 1 for k in range(len(inames))]
-    return d.reshape(shape)
+    shape = [diag.shape[kept.index(k)] if k in kept else 1 for k in range(len(inames))]
+    return diag.reshape(shape)
 
 
 def _probed_diagonal(A, probes, generator):
@@ -260,8 +260,8 @@ def polynomial_preconditioner(A: Linop, degree: int, *, kind: str = "chebyshev",
     if kind not in ("chebyshev", "least_squares"):
         raise ValueError(f"polynomial_preconditioner: kind must be 'chebyshev' or 'least_squares', got {kind!r}")
     if bounds is None:
-        lo, hi = eig_bounds(A, x0, generator=generator, max_iter=max_iter, tol=tol)
-        lo, hi = float(lo), float(hi) * (1 + margin)
+        bound = eig_bounds(A, x0, generator=generator, max_iter=max_iter, tol=tol)
+        lo, hi = float(bound[0]), float(bound[1]) * (1 + margin)
     else:
         lo, hi = (float(t) for t in bounds)
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):

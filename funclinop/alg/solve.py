@@ -265,7 +265,7 @@ class _Tree:
 
     spec: object
     fixed: tuple
-    fn: Callable = None
+    fn: Callable | None = None
 
     @staticmethod
     def of(op):
@@ -286,7 +286,7 @@ class _Tree:
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Hook:
     progress: bool
-    callback: Callable
+    callback: Callable | None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -309,8 +309,8 @@ class _Problem:
     m: object
     n_a: int
     hook: object = None
-    batch: tuple = None
-    batch_size: int = None
+    batch: tuple | None = None
+    batch_size: int | None = None
 
     def adjoint(self):
         """The problem of the adjoint (and tangent) system: the Hermitian ``G`` with

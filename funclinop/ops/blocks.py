@@ -167,7 +167,7 @@ class _BlocksBase(Linop):
     grid_size: tuple = static(converter=_int_or_ints)
     block_size: tuple = static(converter=_int_or_ints)
     stride: tuple = static(converter=_int_or_ints)
-    mask: torch.Tensor = None
+    mask: torch.Tensor | None = None
     batch_shape: tuple = static(default=None, converter=as_shape)
     # the geometry, from the arguments: sizes per grid axis, dim names, and
     # the selected block entries of a boolean mask (None without one)

@@ -1,6 +1,7 @@
 """FunctionLinop: a user's pure function as an operator."""
 
 from collections.abc import Callable
+from typing import Any
 
 
 from ..dims import as_shape, sorted_sizes
@@ -29,7 +30,7 @@ class FunctionLinop(Linop):
     adjoint_fn: Callable = static(default=None, kw_only=True)
     ishape: tuple = static(default=None, kw_only=True, converter=as_shape)
     oshape: tuple = static(default=None, kw_only=True, converter=as_shape)
-    sizes: tuple = static(default=(), kw_only=True, converter=lambda s, what: sorted_sizes(dict(s) if s else {}))
+    sizes: Any = static(default=(), kw_only=True, converter=lambda s, what: sorted_sizes(dict(s) if s else {}))
 
     def _check(self):
         if not callable(self.fn):

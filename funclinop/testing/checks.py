@@ -2,6 +2,7 @@
 and the dense matrix of an operator as an independent reference."""
 
 import math
+import typing
 
 import optree
 import torch
@@ -60,7 +61,7 @@ def random_input(A: Linop, dtype=None, *, seed=0, batch=()):
         if n is None:
             raise ValueError(f"{A._name()}: the size of input dim {d!r} is not fixed; pass an input x")
         shape.append(n)
-    leaves = [t for t in optree.tree_leaves(A) if isinstance(t, torch.Tensor)]
+    leaves = [t for t in optree.tree_leaves(typing.cast(typing.Any, A)) if isinstance(t, torch.Tensor)]
     if dtype is None:
         floats = _floating(A)
         own = [t.dtype for t in floats if t.ndim > 0] or [t.dtype for t in floats]
@@ -167,7 +168,7 @@ def check_pytree(A: Linop, x: torch.Tensor | None = None, *, rtol=None, seed=0):
     if x is None:
         x = random_input(A, seed=seed)
 
-    leaves, spec = optree.tree_flatten(A)
+    leaves, spec = optree.tree_flatten(typing.cast(typing.Any, A))
     if not tree_equal(optree.tree_unflatten(spec, leaves), A):
         raise AssertionError(f"{A._name()}: optree round trip changed the operator")
     tleaves, tspec = tp.tree_flatten(A)
