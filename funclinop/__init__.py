@@ -7,7 +7,7 @@ returning a pytree of tiles. See ``docs/`` for the guide.
 
 from importlib import metadata as _metadata
 
-from . import alg, device, dims  # noqa: F401  (public submodules)
+from . import alg, device, dims, tiles  # noqa: F401  (public submodules)
 from .compose import Add, Chain
 from .concat import Concat, Stack
 from .device import ToDevice, to
@@ -39,7 +39,8 @@ from .ops import (
 )
 from .display import show
 from .scipy import from_scipy, to_scipy
-from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
+from .split import BatchSpec, create_batched_linop, size, split_linop, tile
+from .tiles import VmapTiles
 
 try:
     __version__ = _metadata.version("funclinop")

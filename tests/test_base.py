@@ -216,8 +216,8 @@ def test_derived_copies_share_leaves_and_skip_validation():
     AH = A.H
     assert AH.ishape == ("M",) and AH.oshape == ("N",)
     assert AH.H == A
-    leaves = fl.linop.flatten_linop(fl.Chain(A, AH))
-    assert fl.linop.unflatten_linop(leaves[1], leaves[0]) == fl.Chain(A, AH)
+    leaves = fl.tiles.flatten_linop(fl.Chain(A, AH))
+    assert fl.tiles.unflatten_linop(leaves[1], leaves[0]) == fl.Chain(A, AH)
 
 
 def test_the_example_in_docs_operators_runs():
