@@ -120,7 +120,8 @@ def plot_timings(path, panels, title, machine=None):
     for ax, (name, timing) in zip(axes.flat, panels):
         names = timing.names
         base = names[0]
-        medians = [timing.median(n) for n in names]
+        unit, scale = ("ms", 1e3) if max(timing.median(n) for n in names) >= 1e3 else ("µs", 1.0)
+        medians = [timing.median(n) / scale for n in names]
         y = range(len(names))
         ax.barh(y, medians, color=[f"C{i % 10}" for i in y])
         ax.set_yticks(list(y), names)
@@ -128,12 +129,11 @@ def plot_timings(path, panels, title, machine=None):
         if max(medians) > 20 * min(medians):
             ax.set_xscale("log")
         for i, (n, m) in enumerate(zip(names, medians)):
-            value = f"{m / 1e3:.3g} ms" if m >= 1e3 else f"{m:.3g} µs"
-            label = f" {value}" + ("" if n == base else f"  ({timing.ratio(n, base):.2f}×)")
+            label = f" {m:.3g} {unit}" + ("" if n == base else f"  ({timing.ratio(n, base):.2f}×)")
             ax.text(m, i, label, va="center", fontsize=8)
         ax.set_xlim(right=ax.get_xlim()[1] * (3 if ax.get_xscale() == "log" else 1.35))
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("median time per call (µs); in brackets: paired ratio to the first bar", fontsize=8)
+        ax.set_xlabel(f"median time per call ({unit}); in brackets: paired ratio to the first bar", fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle(title + (f"\n{machine}" if machine else ""), fontsize=10)
