@@ -30,7 +30,7 @@ from funclinop.testing import FACTORIES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
+PAGES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
 TUTORIALS = sorted((DOCS / "tutorials").glob("*.py"))
 
 # an opening fence (any indentation) with its language, and the matching close
