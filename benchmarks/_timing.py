@@ -14,7 +14,7 @@ import time
 
 import torch
 
-__all__ = ["Timing", "compare", "calibrate", "format_table", "machine_line"]
+__all__ = ["Timing", "compare", "calibrate", "format_table", "machine_line", "plot_timings"]
 
 
 class Timing:
@@ -96,3 +96,47 @@ def machine_line():
         f"torch.get_num_threads() = {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+
+
+def plot_timings(path, panels, title, machine=None):
+    """Write a PNG of bar charts to ``path``: one panel per ``(title, Timing)``
+    in ``panels``, one bar per candidate (its median µs per call), with the
+    paired ratio to the panel's first candidate written beside each bar. A
+    panel whose times span more than a factor 20 gets a log scale.
+
+    Needs matplotlib (imported only here).
+    """
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 2 if len(panels) > 1 else 1
+    rows = -(-len(panels) // cols)
+    height = max(max(len(t.names) for _, t in panels) * 0.42 + 1.1, 2.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, height * rows), squeeze=False)
+    for ax, (name, timing) in zip(axes.flat, panels):
+        names = timing.names
+        base = names[0]
+        unit, scale = ("ms", 1e3) if max(timing.median(n) for n in names) >= 1e3 else ("µs", 1.0)
+        medians = [timing.median(n) / scale for n in names]
+        y = range(len(names))
+        ax.barh(y, medians, color=[f"C{i % 10}" for i in y])
+        ax.set_yticks(list(y), names)
+        ax.invert_yaxis()
+        if max(medians) > 20 * min(medians):
+            ax.set_xscale("log")
+        for i, (n, m) in enumerate(zip(names, medians)):
+            label = f" {m:.3g} {unit}" + ("" if n == base else f"  ({timing.ratio(n, base):.2f}×)")
+            ax.text(m, i, label, va="center", fontsize=8)
+        ax.set_xlim(right=ax.get_xlim()[1] * (3 if ax.get_xscale() == "log" else 1.35))
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(f"median time per call ({unit}); in brackets: paired ratio to the first bar", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title + (f"\n{machine}" if machine else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

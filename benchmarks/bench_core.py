@@ -9,7 +9,8 @@ Cases
     torch eager.
 
 Run ``python benchmarks/bench_core.py`` (about a minute on 2 CPU cores) or
-``--quick`` for a few seconds.
+``--quick`` for a few seconds; ``--plot PATH`` also writes a PNG of the
+timings (needs matplotlib).
 """
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare, format_table, machine_line  # noqa: E402
+from _timing import compare, format_table, machine_line, plot_timings  # noqa: E402
 
 import funclinop as fl  # noqa: E402
 
@@ -115,6 +116,8 @@ def main(argv=None):
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile case")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: leave torch's default)")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="also write a PNG of the timings to PATH (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,12 +125,17 @@ def main(argv=None):
     print(machine_line())
     print(f"funclinop {fl.__version__}, torchlinops {getattr(tl, '__version__', 'not installed')}")
     print(f"rounds: {rounds} (interleaved round-robin; median per-call µs; ratios are medians of same-round ratios)\n")
-    results = {}
+    results, titles = {}, {}
     for case, run in (("dense", dense_case), ("chain", chain_case), ("compiled", compiled_case)):
         if case == "compiled" and args.no_compile:
             continue
         results[case], table = run(rounds[case])
+        titles[case] = table.splitlines()[0]
         print(table, "\n", flush=True)
+    if args.plot:
+        plot_timings(args.plot, [(titles[c], results[c]) for c in results],
+                     "bench_core.py: per-call overhead", machine_line())
+        print(f"wrote {args.plot}\n")
     print("targets")
     for text, case, cand, base, limit in TARGETS:
         timing = results.get(case)

@@ -6,7 +6,8 @@ C×N×N = 8×64×64 and 16×256×256. Ratios are paired medians against plain
 torch eager (targets: eager ≤ 1.10×, compiled ≤ 1.0×).
 
 Run ``python benchmarks/bench_sense.py`` (``--quick`` for a short run,
-``--device cuda`` on a GPU).
+``--device cuda`` on a GPU, ``--plot PATH`` for a PNG of the timings, which
+needs matplotlib).
 """
 
 import argparse
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import compare, format_table, machine_line  # noqa: E402
+from _timing import compare, format_table, machine_line, plot_timings  # noqa: E402
 from sense import Plain, data, funclinop_sense, tl, torchlinops_sense  # noqa: E402
 
 
@@ -60,14 +61,17 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--plot", metavar="PATH", default=None,
+                   help="also write a PNG of the timings to PATH (needs matplotlib)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine_line())
-    summary = []
+    summary, panels = [], []
     for C, N, rounds in ((8, 64, 20 if args.quick else 100), (16, 256, 5 if args.quick else 30)):
         res = run(C, N, rounds, args.device, not args.no_compile)
         for name, t in res.items():
+            panels.append((f"SENSE {name}, C×N×N = {C}×{N}×{N} complex64 ({args.device})", t))
             row = [f"{C}x{N}x{N} {name}", t.ratio("funclinop eager", "torch eager")]
             row.append(t.ratio("funclinop compiled", "torch eager") if "funclinop compiled" in t.names else float("nan"))
             row.append(t.ratio("torchlinops", "torch eager") if "torchlinops" in t.names else float("nan"))
@@ -77,6 +81,9 @@ def main(argv=None):
     print(f"{'case':<22} {'funclinop':>10} {'compiled':>10} {'torchlinops':>12} {'torch compiled':>15}")
     for case, e, c, r, tc in summary:
         print(f"{case:<22} {e:>10.3f} {c:>10.3f} {r:>12.3f} {tc:>15.3f}")
+    if args.plot:
+        plot_timings(args.plot, panels, "bench_sense.py: SENSE forward, adjoint and normal", machine_line())
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ __all__ = ["Sampling"]
 
 
 class Sampling(Linop):
-    """Sample the trailing grid dims at integer locations: y[..., m] = x[..., idx[0][m], idx[1][m], ...].
+    """Sample the trailing grid dims at integer locations: ``y[..., m] = x[..., idx[0][m], idx[1][m], ...]``.
 
     Maps ``(*batch_shape, *input_shape)`` (sizes ``input_size``) to
     ``(*batch_shape, *output_shape)`` (the shape of the index tensors). The
