@@ -3,3 +3,5 @@
 The operators themselves, :class:`funclinop.NUFFT` and
 :class:`funclinop.Interpolate`, live with the rest of the catalogue.
 """
+
+from ..ops.finufft import FiNUFFT
