@@ -41,7 +41,7 @@ from ..linop import Linop, derived, static
 from ._util import check_slices, check_tensor, fixed_kind, int_tuple
 from .fft import grid_names
 
-__all__ = ["FiNUFFT", "finufft_type1", "finufft_type2", "import_finufft"]
+__all__ = ["FiNUFFT", "finufft_type1", "finufft_type2", "nufft_type1", "nufft_type2", "import_finufft"]
 
 _INSTALL = "pip install 'funclinop[finufft]'"
 
@@ -174,6 +174,12 @@ def _(y, locs, grid_size, eps):
 
 
 # ---- autograd ----------------------------------------------------------------------------
+# register_autograd makes the custom ops differentiable under plain autograd
+# and torch.compile; torch.func.grad rejects the autograd.Function that torch
+# generates for it (no setup_context: pytorch/pytorch#170834), so the operator
+# calls the ops through the two autograd.Functions below, which share the
+# same setup and backward. generate_vmap_rule runs their forward and backward
+# under vmap, where the ops' own vmap rule takes over.
 
 
 def _frequency_weighted(x, ndim):
@@ -197,7 +203,7 @@ def _locs_grad(a, u, locs, eps):
     ``u = g``.
     """
     ndim = locs.shape[-1]
-    d = finufft_type2(_frequency_weighted(u, ndim), locs, eps)  # (ndim * B, F, M)
+    d = nufft_type2(_frequency_weighted(u, ndim), locs, eps)  # (ndim * B, F, M)
     d = d.reshape((ndim,) + tuple(a.shape))
     return (a.conj() * d).real.sum(1).permute(1, 2, 0)
 
@@ -210,7 +216,7 @@ def _setup_type2(ctx, inputs, output):
 
 def _backward_type2(ctx, g):
     x, locs = ctx.saved_tensors
-    gx = finufft_type1(g, locs, list(x.shape[2:]), ctx.eps) if ctx.needs_input_grad[0] else None
+    gx = nufft_type1(g, locs, list(x.shape[2:]), ctx.eps) if ctx.needs_input_grad[0] else None
     gl = _locs_grad(g, x, locs, ctx.eps) if ctx.needs_input_grad[1] else None
     return gx, gl, None
 
@@ -223,13 +229,37 @@ def _setup_type1(ctx, inputs, output):
 
 def _backward_type1(ctx, g):
     y, locs = ctx.saved_tensors
-    gy = finufft_type2(g, locs, ctx.eps) if ctx.needs_input_grad[0] else None
+    gy = nufft_type2(g, locs, ctx.eps) if ctx.needs_input_grad[0] else None
     gl = _locs_grad(y, g, locs, ctx.eps) if ctx.needs_input_grad[1] else None
     return gy, gl, None, None
 
 
 finufft_type2.register_autograd(_backward_type2, setup_context=_setup_type2)
 finufft_type1.register_autograd(_backward_type1, setup_context=_setup_type1)
+
+
+class _Type2(torch.autograd.Function):
+    generate_vmap_rule = True
+    forward = staticmethod(lambda x, locs, eps: finufft_type2(x, locs, eps))
+    setup_context = staticmethod(_setup_type2)
+    backward = staticmethod(_backward_type2)
+
+
+class _Type1(torch.autograd.Function):
+    generate_vmap_rule = True
+    forward = staticmethod(lambda y, locs, grid_size, eps: finufft_type1(y, locs, grid_size, eps))
+    setup_context = staticmethod(_setup_type1)
+    backward = staticmethod(_backward_type1)
+
+
+def nufft_type2(x, locs, eps):
+    """:func:`finufft_type2`, differentiable under ``torch.func`` transforms too."""
+    return _Type2.apply(x, locs, eps)
+
+
+def nufft_type1(y, locs, grid_size, eps):
+    """:func:`finufft_type1`, differentiable under ``torch.func`` transforms too."""
+    return _Type1.apply(y, locs, list(grid_size), eps)
 
 
 # ---- vmap ---------------------------------------------------------------------------------
@@ -358,7 +388,7 @@ class FiNUFFT(Linop):
         batch = x.shape[: x.ndim - ndim]
         split = len(batch) - k
         x = x.to(dtype).reshape((_prod(batch[:split]), _prod(batch[split:])) + tuple(self.grid_size))
-        y = finufft_type2(x, self._flat_locs(dtype.to_real()), self.eps)
+        y = nufft_type2(x, self._flat_locs(_REAL[dtype]), self.eps)
         return y.reshape(tuple(batch) + tuple(self.locs.shape[k:-1]))
 
     def apply_adjoint(self, y):
@@ -367,7 +397,7 @@ class FiNUFFT(Linop):
         batch = y.shape[: y.ndim - s]
         split = len(batch) - k
         y = y.to(dtype).reshape(_prod(batch[:split]), _prod(batch[split:]), _prod(self.locs.shape[k:-1]))
-        x = finufft_type1(y, self._flat_locs(dtype.to_real()), list(self.grid_size), self.eps)
+        x = nufft_type1(y, self._flat_locs(_REAL[dtype]), self.grid_size, self.eps)
         return x.reshape(tuple(batch) + tuple(self.grid_size))
 
     def _locs_axes(self):
@@ -402,11 +432,16 @@ def _prod(shape):
     return n
 
 
+# dicts rather than dtype.to_real / to_complex, which dynamo cannot trace
+_REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64, torch.complex32: torch.float16}
+_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
 def _compute_dtype(dtype, locs_dtype):
     """The complex dtype of the transform: torch's promotion of the data and
     ``locs``, at least single precision (finufft has no half precision)."""
-    real = torch.promote_types(dtype.to_real() if dtype.is_complex else dtype, locs_dtype)
-    return torch.promote_types(real, torch.float32).to_complex()
+    real = torch.promote_types(_REAL.get(dtype, dtype), locs_dtype)
+    return _COMPLEX[torch.promote_types(real, torch.float32)]
 
 
 def _sample_names(n, avoid):
