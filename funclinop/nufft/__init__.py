@@ -5,3 +5,4 @@ The operators themselves, :class:`funclinop.NUFFT` and
 """
 
 from ..ops.finufft import FiNUFFT
+from .trajectories import GOLDEN_ANGLE, GOLDEN_MEANS, RADIAL_GOLDEN_ANGLE, radial, spiral
