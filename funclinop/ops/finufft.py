@@ -74,19 +74,17 @@ def check_device(what, device):
 # ---- the transforms on numpy / cupy arrays ------------------------------------------
 
 
-def _points(locs, grid_size):
+def _points(locs, grid_size, to_array):
     """finufft's points: ``2 pi locs / N``, wrapped into ``[-pi, pi)``, one array per dim."""
-    pts = []
-    for d, n in enumerate(grid_size):
-        p = locs[:, d] * (2 * math.pi / n)
-        pts.append(np.ascontiguousarray(np.remainder(p + math.pi, 2 * math.pi) - math.pi))
-    return pts
+    scale = torch.tensor([2 * math.pi / n for n in grid_size], dtype=locs.dtype, device=locs.device)
+    pts = (torch.remainder(locs.detach() * scale + math.pi, 2 * math.pi) - math.pi).T.contiguous()
+    return [to_array(p) for p in pts]
 
 
-def _plan(lib, grid_size, n_trans, eps, dtype, locs):
+def _plan(lib, grid_size, n_trans, eps, dtype, locs, to_array):
     opts = {"nthreads": torch.get_num_threads()} if lib.__name__ == "finufft" else {}
     plan = lib.Plan(2, tuple(grid_size), n_trans, eps, -1, dtype, modeord=0, **opts)
-    plan.setpts(*_points(locs, grid_size))
+    plan.setpts(*_points(locs, grid_size, to_array))
     return plan
 
 
@@ -104,7 +102,7 @@ def _run(data, locs, grid_size, eps, adjoint):
     scale = 1 / math.sqrt(math.prod(grid_size))
     frames = []
     for f in range(F):
-        plan = _plan(lib, grid_size, B, eps, dtype, to_array(locs[f]))
+        plan = _plan(lib, grid_size, B, eps, dtype, locs[f], to_array)
         x = to_array(data[:, f].contiguous())
         y = plan.execute_adjoint(x) if adjoint else plan.execute(x)
         y *= scale
@@ -252,14 +250,23 @@ class _Type1(torch.autograd.Function):
     backward = staticmethod(_backward_type1)
 
 
+# The autograd.Function costs a few hundred µs per call (it inspects its
+# signature): called only where a gradient may be taken. Under torch.func.grad
+# the tensors being differentiated (and all that depend on them) require grad.
+
+
 def nufft_type2(x, locs, eps):
     """:func:`finufft_type2`, differentiable under ``torch.func`` transforms too."""
-    return _Type2.apply(x, locs, eps)
+    if x.requires_grad or locs.requires_grad:
+        return _Type2.apply(x, locs, eps)
+    return finufft_type2(x, locs, eps)
 
 
 def nufft_type1(y, locs, grid_size, eps):
     """:func:`finufft_type1`, differentiable under ``torch.func`` transforms too."""
-    return _Type1.apply(y, locs, list(grid_size), eps)
+    if y.requires_grad or locs.requires_grad:
+        return _Type1.apply(y, locs, list(grid_size), eps)
+    return finufft_type1(y, locs, list(grid_size), eps)
 
 
 # ---- vmap ---------------------------------------------------------------------------------
