@@ -25,8 +25,15 @@ gradients with respect to the data and the locations: the derivative with
 respect to a location is a type-2 transform of ``-2 pi i n_d / N_d x``) and a
 vmap rule (the vmapped dim joins ``B``, or ``F`` where the locations are
 batched). A plan is made per call: planning and sorting the points costs a
-few percent of a transform (``benchmarks/bench_nufft.py``), and keeping plans
-would be hidden state.
+few percent of a transform at imaging sizes (``benchmarks/bench_nufft.py``),
+and keeping plans would be hidden state.
+
+>>> import torch
+>>> from funclinop.ops.finufft import finufft_type2
+>>> x = torch.zeros(1, 1, 4, dtype=torch.complex128); x[0, 0, 2] = 2   # n = 0: a constant
+>>> y = finufft_type2(x, torch.tensor([[[0.3], [-1.7]]], dtype=torch.float64), 1e-9)
+>>> y.shape, torch.allclose(y, torch.ones(1, 1, 2, dtype=torch.complex128))
+(torch.Size([1, 1, 2]), True)
 """
 
 import dataclasses
@@ -138,13 +145,7 @@ def _check(name, data, locs, ndata):
 
 @torch.library.custom_op("funclinop::finufft_type2", mutates_args=())
 def finufft_type2(x: torch.Tensor, locs: torch.Tensor, eps: float) -> torch.Tensor:
-    """Uniform to nonuniform: ``x`` of shape ``(B, F, *N)``, ``locs`` ``(F, M, ndim)`` -> ``(B, F, M)``.
-
-    >>> import torch
-    >>> x = torch.zeros(1, 1, 4, dtype=torch.complex128); x[0, 0, 2] = 2   # n = 0
-    >>> finufft_type2(x, torch.tensor([[[0.3], [-1.7]]], dtype=torch.float64), 1e-9)
-    tensor([[[1.+0.j, 1.+0.j]]], dtype=torch.complex128)
-    """
+    """Uniform to nonuniform: ``x`` of shape ``(B, F, *N)``, ``locs`` ``(F, M, ndim)`` -> ``(B, F, M)``."""
     _check("funclinop::finufft_type2", x, locs, 2 + locs.shape[-1])
     return _run(x, locs, tuple(x.shape[2:]), eps, adjoint=False)
 
