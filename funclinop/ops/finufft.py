@@ -88,9 +88,10 @@ def _points(locs, grid_size, to_array):
     return [to_array(p) for p in pts]
 
 
-def _plan(lib, grid_size, n_trans, eps, dtype, locs, to_array):
+def _plan(lib, nufft_type, grid_size, n_trans, eps, dtype, locs, to_array):
     opts = {"nthreads": torch.get_num_threads()} if lib.__name__ == "finufft" else {}
-    plan = lib.Plan(2, tuple(grid_size), n_trans, eps, -1, dtype, modeord=0, **opts)
+    isign = -1 if nufft_type == 2 else 1
+    plan = lib.Plan(nufft_type, tuple(grid_size), n_trans, eps, isign, dtype, modeord=0, **opts)
     plan.setpts(*_points(locs, grid_size, to_array))
     return plan
 
@@ -109,9 +110,12 @@ def _run(data, locs, grid_size, eps, adjoint):
     scale = 1 / math.sqrt(math.prod(grid_size))
     frames = []
     for f in range(F):
-        plan = _plan(lib, grid_size, B, eps, dtype, locs[f], to_array)
         x = to_array(data[:, f].contiguous())
-        y = plan.execute_adjoint(x) if adjoint else plan.execute(x)
+        if cuda:  # untested: cufinufft is not part of the test environment
+            y = _plan(lib, 1 if adjoint else 2, grid_size, B, eps, dtype, locs[f], to_array).execute(x)
+        else:  # one plan for both directions: the type-1 adjoint uses the same kernel and grid
+            plan = _plan(lib, 2, grid_size, B, eps, dtype, locs[f], to_array)
+            y = plan.execute_adjoint(x) if adjoint else plan.execute(x)
         y *= scale
         frames.append(torch.as_tensor(y, device=data.device).reshape(shape[:1] + shape[2:]))
     return frames[0].unsqueeze(1) if F == 1 else torch.stack(frames, dim=1)
@@ -121,10 +125,9 @@ def _numpy(t):
     return t.detach().resolve_conj().numpy()
 
 
-def _cuda_array(t):  # untested: cufinufft is not part of the test environment
-    import cupy
-
-    return cupy.asarray(t.detach().resolve_conj())
+def _cuda_array(t):
+    # cufinufft (>= 2.2) takes and returns torch CUDA tensors
+    return t.detach().resolve_conj().contiguous()
 
 
 # ---- the custom ops ------------------------------------------------------------------
