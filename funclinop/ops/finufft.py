@@ -36,10 +36,8 @@ and keeping plans would be hidden state.
 (torch.Size([1, 1, 2]), True)
 """
 
-import dataclasses
 import math
 
-import numpy as np
 import torch
 
 from ..dims import ELLIPSIS, as_shape, fresh, named
