@@ -84,6 +84,9 @@ def test_out_of_range_locations_wrap_with_period_n():
     A, B = FiNUFFT(locs, grid, eps=1e-10), FiNUFFT(shifted, grid, eps=1e-10)
     assert rel(B(x), A(x)) < 1e-9
     assert rel(B(x), nudft(x, shifted, grid)) < 1e-9
+    # whole periods: within [-3 pi, 3 pi) finufft folds the points, beyond it they are wrapped first
+    for k in (1, -1, 2, -3):
+        assert rel(FiNUFFT(locs + k * torch.tensor([6.0, 5.0], dtype=torch.float64), grid, eps=1e-10)(x), A(x)) < 1e-9
 
 
 @pytest.mark.parametrize("dtype", [C64, C128], ids=str)

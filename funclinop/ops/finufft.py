@@ -11,7 +11,8 @@ accepted), and with array index ``i_d`` and centred index
 its adjoint the conjugate transpose. In finufft's terms this is a type-2
 transform with ``isign=-1`` and ``modeord=0`` (modes ``-N//2 .. (N-1)//2``,
 the same centring for odd and even ``N``) at the points
-``2 pi locs[:, d] / N_d``, wrapped into ``[-pi, pi)``; the adjoint is the
+``2 pi locs[:, d] / N_d`` (finufft folds ``[-3 pi, 3 pi)``, the rest is
+wrapped here); the adjoint is the
 type-1 transform of the same plan (``execute_adjoint``). Both come from one
 kernel and one fine grid, so they are adjoint to each other to rounding, not
 only to ``eps``.
@@ -80,10 +81,18 @@ def check_device(what, device):
 
 
 def _points(locs, grid_size, to_array):
-    """finufft's points: ``2 pi locs / N``, wrapped into ``[-pi, pi)``, one array per dim."""
-    scale = torch.tensor([2 * math.pi / n for n in grid_size], dtype=locs.dtype, device=locs.device)
-    pts = (torch.remainder(locs.detach() * scale + math.pi, 2 * math.pi) - math.pi).T.contiguous()
-    return [to_array(p) for p in pts]
+    """finufft's points: ``2 pi locs / N``, one contiguous array per dim.
+
+    finufft folds points in ``[-3 pi, 3 pi)`` itself; others are wrapped into
+    ``[-pi, pi)`` here, only where needed (it costs more than all the rest)."""
+    pts = []
+    for d, n in enumerate(grid_size):
+        p = locs[:, d].detach() * (2 * math.pi / n)
+        lo, hi = torch.aminmax(p)
+        if lo < -3 * math.pi or hi >= 3 * math.pi:
+            p = torch.remainder(p + math.pi, 2 * math.pi) - math.pi
+        pts.append(to_array(p))
+    return pts
 
 
 def _plan(lib, nufft_type, grid_size, n_trans, eps, dtype, locs, to_array):
