@@ -19,20 +19,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funclinop as fl
+from funclinop.nufft import FiNUFFT
 from funclinop.testing import DTYPES, FACTORIES, NotApplicable, default_rtol, randn, random_input
 from funclinop.testing import strategies as fst
 
 F32, F64, C64, C128 = torch.float32, torch.float64, torch.complex64, torch.complex128
+# operators whose output is complex whatever their leaves (the FFT and the
+# finufft NUFFT: complex coefficients in the precision of input and leaves)
+COMPLEX_OPS = (fl.FFT, FiNUFFT)
 DIMS = ({"P": 2, "Q": 3, "R": 4}, {"P": 3, "Q": 2}, {"P": 4}, {"P": 2, "Q": 2})
 
 
 def predicted(op, dtype):
     """The rule, written out: the dtype of ``op`` applied to an input of ``dtype``."""
     real, cplx = dtype.to_real(), dtype.is_complex
-    for leaf in optree.tree_leaves(op, is_leaf=lambda n: isinstance(n, fl.FFT)):
-        if isinstance(leaf, fl.FFT):
-            cplx = True
-        elif isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex()):
+    nodes = optree.tree_leaves(op, is_leaf=lambda n: isinstance(n, COMPLEX_OPS))
+    cplx = cplx or any(isinstance(n, COMPLEX_OPS) for n in nodes)
+    for leaf in optree.tree_leaves(op):
+        if isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex()):
             cplx = cplx or leaf.is_complex()
             if leaf.ndim > 0:
                 real = torch.promote_types(real, leaf.dtype.to_real())
