@@ -40,12 +40,14 @@ _OUTPUTS = ("full", "sharded")
 # ---- collectives -------------------------------------------------------------------
 # The functional collectives return new tensors (no in-place work on the
 # input), so torch.func and torch.compile can trace them. Their own autograd
-# rules differentiate the sum of every rank's loss; a distributed operator is
-# used as an ordinary one whose input and output are the same on every rank,
-# so the operator pairs them as tensor parallelism does: the input enters
-# through an identity whose backward sums over ranks (every rank used part of
-# it), and the all_reduce / all_gather of the output has an identity / slice
-# as its backward (every rank already holds the whole output gradient).
+# rules differentiate the sum of every rank's loss (and do not run under
+# torch.func); a distributed operator is used as an ordinary one whose input
+# and output are the same on every rank, so the collectives run without
+# autograd and the gradients are set as tensor parallelism sets them: the
+# output's all_reduce / all_gather passes the (whole, same on every rank)
+# output gradient to this rank's part unchanged / sliced, and the input
+# enters through an identity whose backward sums over the ranks (each used
+# a part of it).
 def _fc():
     import torch.distributed._functional_collectives as fc
 
@@ -61,12 +63,16 @@ def _like(y, x):
     return torch.view_as_complex(y) if x.is_complex() else y
 
 
-# The collectives run without autograd: the autograd.Functions below give
-# their gradients (torch's own rules for them do not work under torch.func).
 @torch.no_grad()
 def _all_reduce(x, group):
     fc = _fc()
     return _like(fc.wait_tensor(fc.all_reduce(_real(x).contiguous(), "sum", group)), x)
+
+
+def _reduce_sum(x, group):
+    """The sum over ranks; its gradient is the output's, unchanged (a detached
+    difference keeps it a plain autograd graph, which torch.compile traces)."""
+    return x + (_all_reduce(x, group) - x).detach()
 
 
 def _select(x, axis, runs):
@@ -76,22 +82,30 @@ def _select(x, axis, runs):
 
 
 @torch.no_grad()
-def _gather(x, axis, plan):
-    """Every rank's block of ``x`` along ``axis`` (a negative axis), in global order.
-
-    ``plan = (block, pad, runs, group)``: each rank sends ``block`` entries
-    (its own padded with ``pad`` zeros), and ``runs`` picks the real entries
-    out of the gathered ranks' blocks in global order (None: all of them)."""
+def _all_gather(x, axis, block, group):
+    """Every rank's ``x`` padded to ``block`` entries along ``axis`` (negative), rank after rank."""
     fc = _fc()
-    block, pad, runs, group = plan
+    pad = block - x.shape[axis]
     if pad:
         shape = list(x.shape)
         shape[axis] = pad
         x = torch.cat([x, x.new_zeros(shape)], axis)
     r = _real(x).contiguous()
     gather = getattr(fc, "all_gather_single", None) or fc.all_gather_tensor  # the older name before torch 2.13
-    y = _like(fc.wait_tensor(gather(r, r.ndim - int(x.is_complex()) + axis, group)), x)
-    return y if runs is None else _select(y, axis, runs)
+    return _like(fc.wait_tensor(gather(r, r.ndim - int(x.is_complex()) + axis, group)), x)
+
+
+def _gather(x, axis, plan):
+    """Every rank's block of ``x`` along ``axis``, in global order.
+
+    ``plan = (block, runs, group)``: each rank sends ``block`` entries, and
+    ``runs`` (``(mine, start, length)``, in global order) takes each part from
+    this rank's ``x`` (so the gradient of the output reaches ``x`` sliced) or
+    from the gathered blocks."""
+    block, runs, group = plan
+    every = _all_gather(x, axis, block, group)
+    parts = [(x if mine else every).narrow(axis, s, n) for mine, s, n in runs]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, axis)
 
 
 class _EnterCopy(torch.autograd.Function):
@@ -110,36 +124,13 @@ class _EnterCopy(torch.autograd.Function):
         return _all_reduce(g, ctx.group), None
 
 
-class _ReduceSum(torch.autograd.Function):
-    """The sum of every rank's ``x``; the gradient is the output's, on every rank."""
-
-    @staticmethod
-    def forward(x, group):
-        return _all_reduce(x, group)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def backward(ctx, g):
-        return g, None
-
-
-class _GatherBlocks(torch.autograd.Function):
-    """Every rank's block, in global order; the gradient is this rank's block of the output's."""
-
-    @staticmethod
-    def forward(x, axis, plan, mine):
-        return _gather(x, axis, plan)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.axis, ctx.mine = inputs[1], inputs[3]
-
-    @staticmethod
-    def backward(ctx, g):
-        return _select(g, ctx.axis, ctx.mine), None, None, None
+def _check_traceable(op):
+    # torch.compile of torch.func.grad (2.13) differentiates through the
+    # forward of an autograd.Function and skips its backward, which would
+    # drop the sum over ranks: the check below is a graph break there (an
+    # error under fullgraph=True; the eager fallback is correct).
+    if torch.compiler.is_compiling() and torch._C._functorch.maybe_current_level() is not None:
+        raise RuntimeError(f"{op._name()}: torch.compile of torch.func transforms of the input is not supported")
 
 
 # ---- the operator ---------------------------------------------------------------------
@@ -205,18 +196,25 @@ class Distributed(Linop):
         for q, tiles in enumerate(self.layout):  # where each tile sits among the gathered blocks
             at = q * block
             for a, b in tiles:
-                runs.append((a, at, b - a))
+                runs.append((a, q, at, b - a))
                 at += b - a
-        order = _merge([(at, n) for _, at, n in sorted(runs)])
-        whole = order == ((0, block * len(self.layout)),)
         mine = _merge([(a, b - a) for a, b in self.layout[self.rank]])
+        gather, local = [], 0
+        for _, q, at, n in sorted(runs):  # each part from x (this rank's, local positions) or the gathered
+            part = (q == self.rank, local if q == self.rank else at, n)
+            local += n if q == self.rank else 0
+            if gather and gather[-1][0] == part[0] and gather[-1][1] + gather[-1][2] == part[1]:
+                gather[-1] = (part[0], gather[-1][1], gather[-1][2] + n)
+            else:
+                gather.append(part)
         self._set(ishape=self.local.ishape, oshape=self.local.oshape, _full=sum(lengths), _mine=mine,
-                  _plan=(block, block - lengths[self.rank], None if whole else order, self.group))
+                  _plan=(block, tuple(gather), self.group))
 
     # ---- apply ---------------------------------------------------------------------
     def _enter(self, x):
         if self.sharded_in:  # this rank's own block: its gradient stays here
             return x
+        _check_traceable(self)
         x = _EnterCopy.apply(x, self.group)
         if self.kind in (SplitKind.IN, SplitKind.DIAG):
             x = _select(x, axis_of(self.ishape, self.dim), self._mine)
@@ -224,10 +222,10 @@ class Distributed(Linop):
 
     def _leave(self, y):
         if self.kind in (SplitKind.SUM, SplitKind.IN):
-            return _ReduceSum.apply(y, self.group)
+            return _reduce_sum(y, self.group)
         if self.sharded_out:
             return y
-        return _GatherBlocks.apply(y, axis_of(self.oshape, self.dim), self._plan, self._mine)
+        return _gather(y, axis_of(self.oshape, self.dim), self._plan)
 
     def apply(self, x):
         return self._leave(self.local.apply(self._enter(x)))
