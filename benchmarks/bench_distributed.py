@@ -9,8 +9,9 @@ torch thread per process), times per call, median over rounds:
 - ``local``: the same rank's tiles alone, without the all_reduce;
 - ``all_reduce``: one all_reduce of an image (complex64 as a real view).
 
-``distributed - local`` is what the collective adds per application.
-Ranks run their rounds together (a barrier before each round).
+``distributed - local`` (paired by round, median) is what the collective
+adds per application. Each round runs every candidate in a rotating order,
+all ranks together (a barrier before each).
 
 Run ``python benchmarks/bench_distributed.py`` (``--nprocs 2 --size 128 --coils 8``).
 """
@@ -30,16 +31,21 @@ import funclinop as fl  # noqa: E402
 from funclinop.demo import cartesian_mask, coil_maps, sense_operator  # noqa: E402
 
 
-def _time(fn, rounds, inner):
-    fn()
-    samples = []
-    for _ in range(rounds):
-        dist.barrier()
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t) / inner * 1e6)
-    return statistics.median(samples)
+def _rounds(fns, rounds, inner):
+    """Per-call µs of each candidate: each round runs them all, in a rotating
+    order (drifts of the machine's load hit them alike)."""
+    names = list(fns)
+    samples = {n: [] for n in names}
+    for fn in fns.values():
+        fn()
+    for k in range(rounds):
+        for n in names[k % len(names):] + names[:k % len(names)]:
+            dist.barrier()
+            t = time.perf_counter()
+            for _ in range(inner):
+                fns[n]()
+            samples[n].append((time.perf_counter() - t) / inner * 1e6)
+    return samples
 
 
 def bench(rank, size, coils, batch, rounds, inner):
@@ -51,14 +57,13 @@ def bench(rank, size, coils, batch, rounds, inner):
     from funclinop.distributed import _all_reduce
 
     group = DN.group
-    return {
-        "whole": _time(lambda: N(x), rounds, inner),
-        "distributed": _time(lambda: DN(x), rounds, inner),
-        "local": _time(lambda: local(x), rounds, inner),
-        "all_reduce": _time(lambda: _all_reduce(x, group), rounds, inner),
-        "coils": sum(b - a for a, b in D.layout[rank]),
-        "error": float((DN(x) - N(x)).abs().max() / N(x).abs().max()),
-    }
+    s = _rounds({"whole": lambda: N(x), "distributed": lambda: DN(x), "local": lambda: local(x),
+                 "all_reduce": lambda: _all_reduce(x, group)}, rounds, inner)
+    out = {n: statistics.median(v) for n, v in s.items()}
+    out["adds"] = statistics.median(a - b for a, b in zip(s["distributed"], s["local"]))  # paired by round
+    out["coils"] = sum(b - a for a, b in D.layout[rank])
+    out["error"] = float((DN(x) - N(x)).abs().max() / N(x).abs().max())
+    return out
 
 
 def main(argv=None):
@@ -78,7 +83,7 @@ def main(argv=None):
         for rank, r in enumerate(res):
             print(f"P={nprocs} rank {rank} ({r['coils']} coils): whole A.N {r['whole']:9.0f}   "
                   f"distributed {r['distributed']:9.0f}   its tiles alone {r['local']:9.0f}   "
-                  f"collective adds {r['distributed'] - r['local']:7.0f}   bare all_reduce {r['all_reduce']:6.0f}   "
+                  f"collective adds {r['adds']:7.0f}   bare all_reduce {r['all_reduce']:6.0f}   "
                   f"rel. error {r['error']:.1e}")
     return 0
 
