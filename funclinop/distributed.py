@@ -127,8 +127,7 @@ class _EnterCopy(torch.autograd.Function):
 def _check_traceable(op):
     # torch.compile of torch.func.grad (2.13) differentiates through the
     # forward of an autograd.Function and skips its backward, which would
-    # drop the sum over ranks: the check below is a graph break there (an
-    # error under fullgraph=True; the eager fallback is correct).
+    # drop the sum over ranks: refused there (with or without fullgraph).
     if torch.compiler.is_compiling() and torch._C._functorch.maybe_current_level() is not None:
         raise RuntimeError(f"{op._name()}: torch.compile of torch.func transforms of the input is not supported")
 
