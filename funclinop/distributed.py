@@ -70,9 +70,10 @@ def _all_reduce(x, group):
 
 
 def _reduce_sum(x, group):
-    """The sum over ranks; its gradient is the output's, unchanged (a detached
-    difference keeps it a plain autograd graph, which torch.compile traces)."""
-    return x + (_all_reduce(x, group) - x).detach()
+    """The sum over ranks; its gradient is the output's, unchanged (plain
+    autograd, which torch.compile traces). ``x - x.detach()`` is exactly zero,
+    so every rank gets the same bits."""
+    return _all_reduce(x, group) + (x - x.detach())
 
 
 def _select(x, axis, runs):
