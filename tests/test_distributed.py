@@ -157,6 +157,7 @@ def _three_ranks(rank):
         D = fl.distribute(A, {dim: 2})  # 4 tiles (2, 2, 2, 1) over 3 ranks
         x, y = _input(A, 1), _input(A.H, 2)
         out[name] = (_err(D(x), A(x)), _err(D.H(y), A.H(y)), _err(D.N(x), A.N(x)))
+        out[name + "/outputs"] = (D(x), D.H(y), D.N(x))
     S = sense_operator(coil_maps(6, 6 if rank != 2 else 5), cartesian_mask(6, 2))
     try:
         fl.distribute(S, {"C": 1})
@@ -240,6 +241,8 @@ def test_uneven_tiles_and_mismatch_over_three_ranks():
     for rank, r in enumerate(results):
         for name in ("sense", "sense.H", "sense.N", "batched"):
             assert max(r[name]) < 1e-10, (rank, name, r[name])
+            # every rank holds the same output, to the bit
+            assert all(torch.equal(a, b) for a, b in zip(r[name + "/outputs"], results[0][name + "/outputs"]))
         assert "rank 2 differs from rank 0" in r["mismatch"], r["mismatch"]
 
 
