@@ -291,8 +291,9 @@ def _check_same(fn, digest, group, nranks):
     dist.all_gather_object(every, digest, group=group)
     differ = [q for q, d in enumerate(every) if d != every[0]]
     if differ:
-        raise ValueError(f"{fn}: the operator or split on rank{'s' if len(differ) > 1 else ''} "
-                         f"{', '.join(map(str, differ))} differs from rank 0's (fingerprints "
+        many = len(differ) > 1
+        raise ValueError(f"{fn}: the operator or split on rank{'s' if many else ''} "
+                         f"{', '.join(map(str, differ))} differ{'' if many else 's'} from rank 0's (fingerprints "
                          f"{', '.join(f'{q}: {every[q]}' for q in [0] + differ)}): every rank must pass "
                          f"the same operator (structure, leaf shapes and dtypes) and the same split")
 
