@@ -399,7 +399,8 @@ def _worker(fn, rank, nprocs, store_path, results, args, timeout, threads):
             dist.destroy_process_group()
         results.put(("ok", rank, payload))
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which raises
-        results.put(("error", rank, f"{type(e).__name__}: {e}", traceback.format_exc()))
+        when = time.time()  # the first rank to fail is the cause: the others fail on its way out
+        results.put(("error", rank, f"{type(e).__name__}: {e}", traceback.format_exc(), when))
 
 
 def _is_async(t):
@@ -457,7 +458,26 @@ def _collect(procs, results, timeout):
                 raise RankError(f"ranks {missing} gave no result within {timeout:.0f} s (+60 s start-up)") from None
             continue
         if msg[0] == "error":
-            _, r, what, tb = msg
-            raise RankError(f"rank {r} raised {what}\n--- traceback of rank {r} ---\n{tb}")
+            _raise_first(msg, procs, results, out)
         out[msg[1]] = pickle.loads(msg[2])
     return [out[r] for r in range(len(procs))]
+
+
+def _raise_first(msg, procs, results, out, grace=3.0):
+    """Raise for the rank that failed first: a rank that raises closes its
+    connections, and the ranks waiting on it then fail too, maybe sooner
+    than its own report arrives, so the reports of a short while are compared."""
+    errors, deadline = {msg[1]: msg}, time.monotonic() + grace
+    while len(errors) + len(out) < len(procs) and time.monotonic() < deadline:
+        try:
+            m = results.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if m[0] == "error":
+            errors[m[1]] = m
+        else:
+            out[m[1]] = None
+    _, r, what, tb, _ = min(errors.values(), key=lambda m: m[4])
+    others = "".join(f"\n(rank {q} failed after it: {m[2].splitlines()[0][:200]})"
+                     for q, m in sorted(errors.items()) if q != r)
+    raise RankError(f"rank {r} raised {what}{others}\n--- traceback of rank {r} ---\n{tb}")
