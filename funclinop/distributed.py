@@ -386,6 +386,7 @@ class RankError(RuntimeError):
 
 
 def _worker(fn, rank, nprocs, store_path, results, args, timeout, threads):
+    report = None
     try:
         torch.set_num_threads(threads)
         store = dist.FileStore(store_path, nprocs)
@@ -394,13 +395,17 @@ def _worker(fn, rank, nprocs, store_path, results, args, timeout, threads):
         try:
             out = fn(rank, *args)
             out = tp.tree_map_only(torch.Tensor, lambda t: _fc().wait_tensor(t) if _is_async(t) else t, out)
-            payload = pickle.dumps(out)
-        finally:
-            dist.destroy_process_group()
-        results.put(("ok", rank, payload))
-    except BaseException as e:  # noqa: BLE001 - reported to the caller, which raises
-        when = time.time()  # the first rank to fail is the cause: the others fail on its way out
-        results.put(("error", rank, f"{type(e).__name__}: {e}", traceback.format_exc(), when))
+            report = ("ok", rank, pickle.dumps(out))
+        except BaseException as e:  # noqa: BLE001 - reported to the caller, which raises
+            report = _failure(rank, e)  # timed before leaving the group: the others fail on its way out
+        dist.destroy_process_group()
+    except BaseException as e:  # noqa: BLE001 - setting up or leaving the group
+        report = report or _failure(rank, e)
+    results.put(report)
+
+
+def _failure(rank, e):
+    return ("error", rank, f"{type(e).__name__}: {e}", traceback.format_exc(), time.time())
 
 
 def _is_async(t):
