@@ -7,10 +7,11 @@ returning a pytree of tiles. See ``docs/`` for the guide.
 
 from importlib import metadata as _metadata
 
-from . import alg, device, dims, tiles  # noqa: F401  (public submodules)
+from . import alg, device, dims, distributed, tiles  # noqa: F401  (public submodules)
 from .compose import Add, Chain
 from .concat import Concat, Stack
 from .device import ToDevice, to
+from .distributed import distribute
 from .dims import ELLIPSIS, Dim
 from .errors import DeviceError, ShapeError
 from .func import grad
@@ -72,6 +73,8 @@ __all__ = [
     "tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "ToDevice",
     # display
     "show",
+    # operators sharded over torch.distributed ranks
+    "distribute",
     # scipy.sparse.linalg bridge
     "to_scipy", "from_scipy",
 ]
