@@ -27,6 +27,8 @@ from .ops import (
     Diagonal,
     FunctionLinop,
     Identity,
+    Interpolate,
+    NUFFT,
     Pad,
     PadDim,
     Rearrange,
@@ -37,6 +39,7 @@ from .ops import (
     Truncate,
     Zero,
 )
+from . import nufft  # noqa: F401  (non-Cartesian helpers, after the operators they use)
 from .scipy import from_scipy, to_scipy
 from .split import BatchSpec, VmapTiles, create_batched_linop, size, split_linop, tile
 
@@ -66,6 +69,8 @@ __all__ = [
     # catalogue
     "FFT", "Pad", "Crop", "PadDim", "Truncate", "Sampling", "Rearrange", "SumReduce", "Repeat",
     "ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation",
+    # non-Cartesian
+    "Interpolate", "NUFFT",
     # splitting, batching, devices
     "tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "ToDevice",
     # scipy.sparse.linalg bridge
