@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ..ops.interp import Interpolate, _check_locs, _sizes, kaiser_bessel_beta
+from ..ops.interp import Interpolate, _check_locs, _sizes, kaiser_bessel_beta, kernel_transform
 from ..ops.nufft import _check_range, _grid_coords, padded_sizes
 
 __all__ = ["density_compensation"]
@@ -16,12 +16,10 @@ def density_compensation(locs, grid_size, iters=30, *, frames=0, oversamp=1.25, 
     Iterates ``w ← w / (G Gᴴ w)`` from ``w = 1``, with ``G`` the
     :class:`funclinop.Interpolate` that a :class:`funclinop.NUFFT` with the
     same ``oversamp``, ``width`` and ``kernel`` uses (its kernel is positive,
-    so the weights stay positive). The result is scaled so that
-    ``Σ w = ∏ N``: then ``A.H @ Diagonal(w) @ A`` has a unit diagonal, and is
-    close to the identity for sampling that covers k-space. Cartesian
-    sampling gets uniform weights when the oversampled grid puts every
-    sample at the same offset from it (``oversamp=2``), nearly uniform ones
-    otherwise.
+    so the weights stay positive). The weights are in units of sampling
+    density: samples one grid point apart (Cartesian sampling) get weights
+    within 10% of 1 (the kernel's aliasing), so that ``A.H @ Diagonal(w) @
+    A`` is close to the identity on images whose spectrum the samples cover.
 
     Parameters
     ----------
@@ -43,8 +41,8 @@ def density_compensation(locs, grid_size, iters=30, *, frames=0, oversamp=1.25, 
     --------
     >>> import torch, funclinop as fl
     >>> grid = torch.stack(torch.meshgrid(torch.arange(-4.0, 4), torch.arange(-4.0, 4), indexing="ij"), -1)
-    >>> w = fl.nufft.density_compensation(grid.reshape(-1, 2), (8, 8), oversamp=2)
-    >>> torch.allclose(w, torch.ones(64))
+    >>> w = fl.nufft.density_compensation(grid.reshape(-1, 2), (8, 8))
+    >>> bool((w - 1).abs().max() < 0.1)
     True
     """
     size = _sizes(grid_size, "density_compensation")
@@ -65,5 +63,8 @@ def density_compensation(locs, grid_size, iters=30, *, frames=0, oversamp=1.25, 
     w = torch.ones(locs.shape[:-1], dtype=locs.dtype, device=locs.device)
     for _ in range(iters):
         w = w / G(G.H(w))
-    axes = tuple(range(frames, w.ndim))
-    return w * (math.prod(size) / w.sum(dim=axes, keepdim=True))
+    # Unit density: uniform samples one grid point apart (σ points of the
+    # oversampled grid) would see G Gᴴ w ≈ w ∏ (∫φ)² / σ, so scale by that.
+    unit = math.prod(float(kernel_transform(torch.zeros((), dtype=torch.float64), width, kernel, b)) ** 2 * n / g
+                     for n, g, b in zip(size, padded, betas))
+    return w * unit

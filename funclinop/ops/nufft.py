@@ -120,9 +120,9 @@ class NUFFT(Linop):
 
     The defaults are accurate to about 3e-3 (relative L2); ``oversamp=2,
     width=6`` to 1e-5. Splitting works over batch, frame and sample dims;
-    the grid dims are transformed and cannot be split. A tile over sample
-    dims drops the Toeplitz kernel (it belongs to all the samples): its
-    normal is ``A.H ∘ A`` again.
+    the grid dims are transformed and cannot be split, and with
+    ``toeplitz=True`` neither can the sample dims (the kernel sums over all
+    the samples; tiles could not rebuild it).
 
     Examples
     --------
@@ -227,24 +227,31 @@ class NUFFT(Linop):
             return self.grid_size[self.grid_shape.index(dim)]
         return self.interp.size(dim)
 
+    def _unsplittable(self):
+        # The Toeplitz kernel sums over all the samples, and a tile of them
+        # cannot compute its own (the locations are not kept): tiles over
+        # sample dims would not add up to this normal.
+        fixed = self.grid_shape + self.interp.grid_shape
+        return fixed + (self.interp.sample_shape if self.psf is not None else ())
+
     def split_kind(self, dim):
-        return fixed_kind(self, dim, self.grid_shape + self.interp.grid_shape)
+        return fixed_kind(self, dim, self._unsplittable())
 
     def split_refusal(self, dim):
+        if dim in self.interp.sample_shape:
+            return ("holds a Toeplitz kernel summed over all its samples (split a NUFFT built "
+                    "with toeplitz=False over its sample dims, or split batch or frame dims)")
         return "Fourier-transforms its grid dims (split the batch, frame or sample dims instead)"
 
     def tile(self, slices):
-        check_slices(self, slices, self.grid_shape + self.interp.grid_shape,
-                     "it is a Fourier-transformed grid dim (split the batch, frame or sample dims instead)")
+        for d in self._unsplittable():
+            check_slices(self, slices, (d,), self.split_refusal(d))
         interp = self.interp.tile(slices)
         if interp is self.interp:
             return self
         psf = self.psf
         if psf is not None:
-            if any(slices.get(d, slice(None)) != slice(None) for d in self.interp.sample_shape):
-                psf = None  # the kernel sums over all the samples: a tile of them has another
-            else:
-                psf = psf[tuple(slices.get(d, slice(None)) for d in self.interp.frame_shape)]
+            psf = psf[tuple(slices.get(d, slice(None)) for d in self.interp.frame_shape)]
         return self._derive(interp=interp, psf=psf)
 
 
