@@ -142,7 +142,7 @@ class NUFFT(Linop):
 
     interp: Interpolate
     apod: Diagonal
-    psf: torch.Tensor = None
+    psf: torch.Tensor = ()
     grid_size: tuple = static(default=None)
     ishape: tuple = derived()
     oshape: tuple = derived()
@@ -162,7 +162,7 @@ class NUFFT(Linop):
         # Two ways in: from locations (everything is computed here), or from
         # the parts (dataclasses.replace, tree maps): both end in _setup.
         if locs is not None:
-            if interp is not None or apod is not None or psf is not None:
+            if interp is not None or apod is not None or not _absent(psf):
                 raise TypeError("NUFFT: give locs, or the parts (interp, apod, psf), not both")
             interp, apod, psf = _build(locs, grid_size, ishape, oshape, oversamp, width, kernel, eps, toeplitz)
             grid_size = _sizes(grid_size, "NUFFT")
@@ -193,19 +193,21 @@ class NUFFT(Linop):
         from ..compose import Chain
 
         Chain(apod, pad, fft, interp)  # the shapes and sizes fit together
-        psf = self.psf
-        if psf is not None:
+        # No kernel is stored as () rather than None: torch's pytree counts
+        # None as a leaf, which vmap over a stack of operators cannot take.
+        psf = () if _absent(self.psf) else self.psf
+        if not _absent(psf):
             if not isinstance(psf, torch.Tensor):
                 raise TypeError(f"NUFFT: psf must be a tensor or None, got {type(psf).__name__}")
             want = tuple(interp.size(d) for d in interp.frame_shape) + tuple(2 * n for n in size)
             if tuple(psf.shape) != want:
                 raise ShapeError(f"NUFFT: psf has shape {tuple(psf.shape)}, expected {want} (frames, then 2× the grid)")
-        self._set(grid_size=size, ishape=ishape, oshape=interp.oshape, pad=pad, fft=fft)
+        self._set(grid_size=size, ishape=ishape, oshape=interp.oshape, pad=pad, fft=fft, psf=psf)
 
     # ---- protocol -------------------------------------------------------
     @property
     def toeplitz(self):
-        return self.psf is not None
+        return isinstance(self.psf, torch.Tensor)
 
     @property
     def grid_shape(self):
@@ -218,9 +220,9 @@ class NUFFT(Linop):
         return self.apod.apply_adjoint(self.pad.apply_adjoint(self.fft.apply_adjoint(self.interp.apply_adjoint(y))))
 
     def normal(self):
-        if self.psf is None:
+        if not self.toeplitz:
             return super().normal()
-        return toeplitz_operator(self.psf, self.ishape, len(self.grid_size), self.dims | self.interp.dims)
+        return toeplitz_operator(self.psf, self.ishape, self.grid_size, self.dims | self.interp.dims)
 
     def size(self, dim):
         if dim in self.grid_shape:
@@ -232,7 +234,7 @@ class NUFFT(Linop):
         # cannot compute its own (the locations are not kept): tiles over
         # sample dims would not add up to this normal.
         fixed = self.grid_shape + self.interp.grid_shape
-        return fixed + (self.interp.sample_shape if self.psf is not None else ())
+        return fixed + (self.interp.sample_shape if self.toeplitz else ())
 
     def split_kind(self, dim):
         return fixed_kind(self, dim, self._unsplittable())
@@ -250,9 +252,13 @@ class NUFFT(Linop):
         if interp is self.interp:
             return self
         psf = self.psf
-        if psf is not None:
+        if self.toeplitz:
             psf = psf[tuple(slices.get(d, slice(None)) for d in self.interp.frame_shape)]
         return self._derive(interp=interp, psf=psf)
+
+
+def _absent(psf):
+    return psf is None or isinstance(psf, tuple) and not psf
 
 
 def _build(locs, grid_size, ishape, oshape, oversamp, width, kernel, eps, toeplitz):
@@ -363,14 +369,14 @@ def _kernel_nufft(locs, grid_size, w, nframes):
     return A.H(w.to(torch.complex128)) * scale
 
 
-def toeplitz_operator(psf, ishape, ndim, avoid):
+def toeplitz_operator(psf, ishape, grid_size, avoid):
     """``Crop · IFFT · Diagonal(psf) · FFT · Pad`` on the doubled grid, acting on ``ishape``."""
     from ..compose import Chain
 
+    ndim = len(grid_size)
     grid = ishape[len(ishape) - ndim:]
     batch = ishape[: len(ishape) - ndim]
-    size = tuple(n // 2 for n in psf.shape[psf.ndim - ndim:])
-    doubled = tuple(psf.shape[psf.ndim - ndim:])
+    size, doubled = grid_size, tuple(2 * n for n in grid_size)  # static sizes (psf's may be symbolic)
     names = tuple(fresh(d + "2", set(avoid)) for d in grid)
     pad = Pad(doubled, size, grid, names, batch)
     fft = FFT(ndim, batch, (names, names))
@@ -410,4 +416,4 @@ def toeplitz_normal(A, locs, weights=None):
             raise ShapeError(f"toeplitz_normal: weights must be a real tensor of shape {shape}, got "
                              f"{tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__}")
     psf = toeplitz_kernel(locs, A.grid_size, weights, len(interp.frame_shape))
-    return toeplitz_operator(psf, A.ishape, len(A.grid_size), A.dims | interp.dims)
+    return toeplitz_operator(psf, A.ishape, A.grid_size, A.dims | interp.dims)
