@@ -19,7 +19,7 @@ from .fft import FFT
 from .interp import Interpolate, _check_locs, _sizes, kaiser_bessel_beta, kernel_transform, resolve_shapes
 from .pad import Pad
 
-__all__ = ["NUFFT", "nudft_matrix", "toeplitz_normal", "eps_parameters"]
+__all__ = ["NUFFT", "ToeplitzNormal", "nudft_matrix", "toeplitz_normal", "toeplitz_kernel", "eps_parameters"]
 
 BACKENDS = ("torch", "finufft")
 
@@ -200,8 +200,8 @@ class NUFFT(Linop):
             if not isinstance(psf, torch.Tensor):
                 raise TypeError(f"NUFFT: psf must be a tensor or None, got {type(psf).__name__}")
             want = tuple(interp.size(d) for d in interp.frame_shape) + tuple(2 * n for n in size)
-            if tuple(psf.shape) != want:
-                raise ShapeError(f"NUFFT: psf has shape {tuple(psf.shape)}, expected {want} (frames, then 2× the grid)")
+            if tuple(psf.shape) != want or not psf.is_floating_point():
+                raise ShapeError(f"NUFFT: psf has shape {tuple(psf.shape)}, expected {want} (frames, then 2× the grid), real")
         self._set(grid_size=size, ishape=ishape, oshape=interp.oshape, pad=pad, fft=fft, psf=psf)
 
     # ---- protocol -------------------------------------------------------
@@ -222,7 +222,7 @@ class NUFFT(Linop):
     def normal(self):
         if not self.toeplitz:
             return super().normal()
-        return toeplitz_operator(self.psf, self.ishape, self.grid_size, self.dims | self.interp.dims)
+        return ToeplitzNormal(self.psf, self.ishape, self.grid_size)
 
     def size(self, dim):
         if dim in self.grid_shape:
@@ -343,9 +343,10 @@ def toeplitz_kernel(locs, grid_size, weights, nframes):
     else:
         t = _kernel_nufft(flocs, grid_size, w, nframes)
     axes = tuple(range(-len(grid_size), 0))
+    for axis in axes:  # the difference -N never occurs; without it the kernel is Hermitian
+        t = t.index_fill(axis, torch.tensor([0], device=t.device), 0)
     psf = torch.fft.fftn(torch.fft.ifftshift(t, dim=axes), dim=axes)
-    ctype = (torch.ones((), dtype=locs.dtype) * 1j).dtype
-    return psf.to(ctype)
+    return psf.real.to(locs.dtype)
 
 
 def _kernel_exact(locs, grid_size, w):
@@ -369,18 +370,94 @@ def _kernel_nufft(locs, grid_size, w, nframes):
     return A.H(w.to(torch.complex128)) * scale
 
 
-def toeplitz_operator(psf, ishape, grid_size, avoid):
-    """``Crop · IFFT · Diagonal(psf) · FFT · Pad`` on the doubled grid, acting on ``ishape``."""
-    from ..compose import Chain
+class ToeplitzNormal(Linop):
+    """``AᴴWA`` of a NUFFT as a Toeplitz operator: a convolution, by FFTs on the doubled grid.
 
-    ndim = len(grid_size)
-    grid = ishape[len(ishape) - ndim:]
-    batch = ishape[: len(ishape) - ndim]
-    size, doubled = grid_size, tuple(2 * n for n in grid_size)  # static sizes (psf's may be symbolic)
-    names = tuple(fresh(d + "2", set(avoid)) for d in grid)
-    pad = Pad(doubled, size, grid, names, batch)
-    fft = FFT(ndim, batch, (names, names))
-    return Chain(pad, fft, Diagonal(psf, batch + names), fft.adjoint(), pad.adjoint())
+    ``y = Crop(IFFT(psf · FFT(Pad(x))))`` with ``Pad`` to ``2N`` per grid
+    dim; ``psf`` (real: the kernel it transforms is Hermitian) has shape
+    ``(*F, 2N...)`` and is built by :func:`toeplitz_kernel`. The operator is
+    self-adjoint. It is one operator rather than a chain so that its
+    doubled grid is internal: no dim name outside it can clash with it.
+    Batch and frame dims split; grid dims do not.
+
+    >>> import torch, funclinop as fl
+    >>> locs = torch.rand(30, 2, dtype=torch.float64) * 8 - 4
+    >>> T = fl.NUFFT(locs, (8, 8), toeplitz=True).N
+    >>> type(T).__name__, T.ishape, tuple(T.psf.shape)
+    ('ToeplitzNormal', ('...', 'Nx', 'Ny'), (16, 16))
+    """
+
+    psf: torch.Tensor
+    ioshape: tuple = static()
+    grid_size: tuple = static()
+    _axes: tuple = derived()
+    _doubled: tuple = derived()
+    _window: tuple = derived()
+
+    def _setup(self):
+        if not isinstance(self.psf, torch.Tensor) or not self.psf.is_floating_point():
+            raise TypeError(f"ToeplitzNormal: psf must be a real floating-point tensor, got {type(self.psf).__name__}")
+        size = _sizes(self.grid_size, "ToeplitzNormal")
+        from ..dims import as_shape
+
+        ioshape = as_shape(self.ioshape, "ToeplitzNormal ioshape")
+        ndim = len(size)
+        doubled = tuple(2 * n for n in size)
+        if tuple(self.psf.shape[self.psf.ndim - ndim:]) != doubled or self.psf.ndim - ndim > len(named(ioshape)) - ndim:
+            raise ShapeError(f"ToeplitzNormal: psf of shape {tuple(self.psf.shape)} does not fit grid {size} "
+                             f"and ioshape {ioshape}")
+        self._set(ioshape=ioshape, grid_size=size, _axes=tuple(range(-ndim, 0)), _doubled=doubled,
+                  _window=(Ellipsis,) + tuple(slice(0, n) for n in size))
+
+    @property
+    def ishape(self):
+        return self.ioshape
+
+    @property
+    def oshape(self):
+        return self.ioshape
+
+    @property
+    def grid_shape(self):
+        return self.ioshape[len(self.ioshape) - len(self.grid_size):]
+
+    @property
+    def frame_shape(self):
+        nframes = self.psf.ndim - len(self.grid_size)
+        batch = named(self.ioshape)[: len(named(self.ioshape)) - len(self.grid_size)]
+        return batch[len(batch) - nframes:] if nframes else ()
+
+    def apply(self, x):
+        # fftn with s pads at the end: a circular convolution on the doubled
+        # grid does not see where the image sits in it
+        spectrum = torch.fft.fftn(x, s=self._doubled, dim=self._axes)
+        return torch.fft.ifftn(spectrum * self.psf, dim=self._axes)[self._window]
+
+    def apply_adjoint(self, y):
+        return self.apply(y)
+
+    def adjoint(self):
+        return self
+
+    def size(self, dim):
+        if dim in self.grid_shape:
+            return self.grid_size[self.grid_shape.index(dim)]
+        if dim in self.frame_shape:
+            return self.psf.shape[self.frame_shape.index(dim)]
+        return None
+
+    def split_kind(self, dim):
+        return fixed_kind(self, dim, self.grid_shape)
+
+    def split_refusal(self, dim):
+        return "convolves over it"
+
+    def tile(self, slices):
+        check_slices(self, slices, self.grid_shape, "it is a convolved grid dim")
+        index = tuple(slices.get(d, slice(None)) for d in self.frame_shape)
+        if all(s == slice(None) for s in index):
+            return self
+        return self._derive(psf=self.psf[index])
 
 
 def toeplitz_normal(A, locs, weights=None):
@@ -416,4 +493,4 @@ def toeplitz_normal(A, locs, weights=None):
             raise ShapeError(f"toeplitz_normal: weights must be a real tensor of shape {shape}, got "
                              f"{tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__}")
     psf = toeplitz_kernel(locs, A.grid_size, weights, len(interp.frame_shape))
-    return toeplitz_operator(psf, A.ishape, A.grid_size, A.dims | interp.dims)
+    return ToeplitzNormal(psf, A.ishape, A.grid_size)
