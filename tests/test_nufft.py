@@ -302,6 +302,8 @@ def test_nufft_refuses_bad_input():
         fl.NUFFT(torch.tensor([[0.0, 4.0]]), (8, 8))
     with pytest.raises(ValueError, match="backend"):
         fl.NUFFT(torch.zeros(3, 2), (8, 8), backend="cufinufft")
+    with pytest.raises(ValueError, match="toeplitz=True needs backend='torch'"):
+        fl.NUFFT(torch.zeros(3, 2), (8, 8), backend="finufft", toeplitz=True)
     with pytest.raises(ValueError, match="eps"):
         fl.NUFFT(torch.zeros(3, 2), (8, 8), eps=1e-9)
     with pytest.raises(ValueError, match="grid_size"):

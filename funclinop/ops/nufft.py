@@ -116,7 +116,8 @@ class NUFFT(Linop):
         operator (:func:`toeplitz_normal`); otherwise ``A.N`` is ``A.H ∘ A``.
     backend : {"torch", "finufft"}
         "finufft" returns ``funclinop.ops.finufft.FiNUFFT`` (same
-        convention and shapes).
+        convention and shapes; ``eps`` defaults to 1e-6 there, and
+        ``toeplitz=True`` is refused).
 
     The defaults are accurate to about 3e-3 (relative L2); ``oversamp=2,
     width=6`` to 1e-5. Splitting works over batch, frame and sample dims;
@@ -292,13 +293,16 @@ def _build(locs, grid_size, ishape, oshape, oversamp, width, kernel, eps, toepli
 
 
 def _finufft(locs, grid_size, *, ishape=None, oshape=None, eps=None, toeplitz=False, **options):
+    if toeplitz:
+        raise ValueError(
+            "NUFFT: toeplitz=True needs backend='torch' (the Toeplitz kernel is built with it; "
+            "fl.NUFFT(locs, grid_size, toeplitz=True).N is the same normal)"
+        )
     from .finufft import FiNUFFT  # optional: needs the finufft package
 
     size = _sizes(grid_size, "NUFFT")
     _check_locs(locs, len(size), "NUFFT")
     ishape, oshape = resolve_shapes(ishape, oshape, len(size), locs.ndim - 1, "NUFFT")
-    if toeplitz:
-        raise NotImplementedError("NUFFT: toeplitz=True needs backend='torch' (use fl.nufft.toeplitz_normal)")
     return FiNUFFT(locs, size, ishape=ishape, oshape=oshape, eps=1e-6 if eps is None else eps)
 
 
