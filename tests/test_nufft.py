@@ -308,6 +308,8 @@ def test_nufft_refuses_bad_input():
         fl.NUFFT(torch.zeros(3, 2), (8, 8), eps=1e-9)
     with pytest.raises(ValueError, match="grid_size"):
         fl.NUFFT(torch.zeros(3, 4), (2, 2, 2, 2))
+    with pytest.raises(ValueError, match="vanishes"):  # the tent's transform is zero at 2 / width = 0.4
+        fl.NUFFT(torch.zeros(3, 1), (4,), kernel="spline", width=5)
     with pytest.raises(TypeError, match="not both"):
         A = fl.NUFFT(torch.zeros(3, 2), (8, 8))
         fl.NUFFT(torch.zeros(3, 2), (8, 8), interp=A.interp)

@@ -294,8 +294,14 @@ def _build(locs, grid_size, ishape, oshape, oversamp, width, kernel, eps, toepli
     nsamples = len(named(oshape)) - len(named(batch))
     interp = Interpolate(_grid_coords(locs, size, padded), padded, ishape=batch + padded_names,
                          oshape=oshape, width=width, kernel=kernel, beta=betas)
-    real = locs.dtype
-    apod = Diagonal(apodisation(size, padded, width, kernel, betas, real).to(locs.device), ishape)
+    weight = apodisation(size, padded, width, kernel, betas, torch.float64)
+    if not bool(torch.isfinite(weight).all()) or float(weight.abs().max() / weight.abs().min()) > 1e6:
+        raise ValueError(
+            f"NUFFT: the {kernel} kernel of width {width} has a Fourier transform that (nearly) vanishes "
+            f"inside the image on the oversampled grid {padded}; use a smaller width, a larger oversamp "
+            f"or the Kaiser-Bessel kernel"
+        )
+    apod = Diagonal(weight.to(dtype=locs.dtype, device=locs.device), ishape)
     psf = None
     if toeplitz:
         nframes = locs.ndim - 1 - nsamples
@@ -443,6 +449,9 @@ class ToeplitzNormal(Linop):
         return batch[len(batch) - nframes:] if nframes else ()
 
     def apply(self, x):
+        if x.numel() == 0:  # MKL refuses a transform with no data (an empty batch)
+            dtype = torch.promote_types(x.dtype, self.psf.dtype)
+            return x.to(dtype if dtype.is_complex else dtype.to_complex())
         # fftn with s pads at the end: a circular convolution on the doubled
         # grid does not see where the image sits in it
         spectrum = torch.fft.fftn(x, s=self._doubled, dim=self._axes)
