@@ -210,8 +210,8 @@ class NUFFT(Linop):
             if not isinstance(psf, torch.Tensor):
                 raise TypeError(f"NUFFT: psf must be a tensor or None, got {type(psf).__name__}")
             want = tuple(interp.size(d) for d in interp.frame_shape) + tuple(2 * n for n in size)
-            if not psf.is_floating_point():
-                raise TypeError(f"NUFFT: psf must be a real floating-point tensor, got {psf.dtype}")
+            if not psf.is_complex():
+                raise TypeError(f"NUFFT: psf must be a complex tensor, got {psf.dtype}")
             if tuple(psf.shape) != want:
                 raise ShapeError(f"NUFFT: psf has shape {tuple(psf.shape)}, expected {want} (frames, then 2× the grid)")
         self._set(grid_size=size, ishape=ishape, oshape=interp.oshape, pad=pad, fft=fft, psf=psf)
@@ -367,7 +367,9 @@ def toeplitz_kernel(locs, grid_size, weights, nframes):
     for axis in axes:  # the difference -N never occurs; without it the kernel is Hermitian
         t = t.index_fill(axis, torch.tensor([0], device=t.device), 0)
     psf = torch.fft.fftn(torch.fft.ifftshift(t, dim=axes), dim=axes)
-    return psf.real.to(locs.dtype)
+    # real (Hermitian kernel), stored complex: the transforms make the output complex
+    ctype = (torch.ones((), dtype=locs.dtype) * 1j).dtype
+    return psf.real.to(ctype)
 
 
 def _kernel_exact(locs, grid_size, w):
@@ -416,8 +418,8 @@ class ToeplitzNormal(Linop):
     _window: tuple = derived()
 
     def _setup(self):
-        if not isinstance(self.psf, torch.Tensor) or not self.psf.is_floating_point():
-            raise TypeError(f"ToeplitzNormal: psf must be a real floating-point tensor, got {type(self.psf).__name__}")
+        if not isinstance(self.psf, torch.Tensor) or not self.psf.is_complex():
+            raise TypeError(f"ToeplitzNormal: psf must be a complex tensor, got {type(self.psf).__name__}")
         size = _sizes(self.grid_size, "ToeplitzNormal")
         from ..dims import as_shape
 
@@ -449,19 +451,21 @@ class ToeplitzNormal(Linop):
         return batch[len(batch) - nframes:] if nframes else ()
 
     def apply(self, x):
-        if x.numel() == 0:  # MKL refuses a transform with no data (an empty batch)
-            dtype = torch.promote_types(x.dtype, self.psf.dtype)
-            return x.to(dtype if dtype.is_complex else dtype.to_complex())
-        # fftn with s pads at the end: a circular convolution on the doubled
-        # grid does not see where the image sits in it
-        spectrum = torch.fft.fftn(x, s=self._doubled, dim=self._axes)
-        return torch.fft.ifftn(spectrum * self.psf, dim=self._axes)[self._window]
+        return self._convolve(x, self.psf)
 
     def apply_adjoint(self, y):
-        return self.apply(y)
+        return self._convolve(y, self.psf.conj())
+
+    def _convolve(self, x, psf):
+        # fftn with s pads at the end: a circular convolution on the doubled
+        # grid does not see where the image sits in it
+        if x.numel() == 0:  # MKL refuses a transform with no data (an empty batch)
+            return x.to(torch.promote_types(x.dtype, psf.dtype))
+        spectrum = torch.fft.fftn(x, s=self._doubled, dim=self._axes)
+        return torch.fft.ifftn(spectrum * psf, dim=self._axes)[self._window]
 
     def adjoint(self):
-        return self
+        return self._derive(psf=self.psf.conj())
 
     def size(self, dim):
         if dim in self.grid_shape:
