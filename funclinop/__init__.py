@@ -28,6 +28,8 @@ from .ops import (
     Diagonal,
     FunctionLinop,
     Identity,
+    Interpolate,
+    NUFFT,
     Pad,
     PadDim,
     Rearrange,
@@ -39,6 +41,7 @@ from .ops import (
     Zero,
 )
 from .display import show
+from . import nufft  # noqa: F401  (non-Cartesian helpers, after the operators they use)
 from .scipy import from_scipy, to_scipy
 from .split import BatchSpec, create_batched_linop, size, split_linop, tile
 from .tiles import VmapTiles
@@ -69,6 +72,8 @@ __all__ = [
     # catalogue
     "FFT", "Pad", "Crop", "PadDim", "Truncate", "Sampling", "Rearrange", "SumReduce", "Repeat",
     "ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation",
+    # non-Cartesian
+    "Interpolate", "NUFFT",
     # splitting, batching, devices
     "tile", "size", "split_linop", "BatchSpec", "create_batched_linop", "VmapTiles", "ToDevice",
     # display

@@ -10,9 +10,11 @@ from .sampling import Sampling
 from .diagonal import Diagonal, Scalar
 from .function import FunctionLinop
 from .identity import Identity, Zero
+from .interp import Interpolate
+from .nufft import NUFFT
 
 __all__ = [
     "Adjoint", "ArrayToBlocks", "BlocksToArray", "Convolution", "Correlation", "Crop", "Dense",
-    "Diagonal", "FFT", "FunctionLinop", "Identity", "Pad", "PadDim", "Rearrange", "Repeat",
+    "Diagonal", "FFT", "FunctionLinop", "Identity", "Interpolate", "NUFFT", "Pad", "PadDim", "Rearrange", "Repeat",
     "Sampling", "Scalar", "SumReduce", "Truncate", "Zero",
 ]
