@@ -13,6 +13,7 @@ coil and iteration, no interpolation).
 
 import argparse
 import math
+import os
 import resource
 import sys
 import time
@@ -130,33 +131,82 @@ def _peak_memory(device):
     return kb / 2**10 if sys.platform != "darwin" else kb / 2**20, "process RSS"
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=128, help="image size N (N×N)")
-    p.add_argument("--coils", type=int, default=8)
-    p.add_argument("--accel", type=float, default=3.0, help="undersampling factor")
-    p.add_argument("--batch", type=int, default=2, help="coils per tile")
-    p.add_argument("--iters", type=int, default=40, help="CG iterations")
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _count(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m funclinop.demo", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--size", type=_positive(int), default=128, help="image size N (N×N)")
+    p.add_argument("--coils", type=_positive(int), default=8, help="receive coils")
+    p.add_argument("--accel", type=_positive(float), default=3.0, help="undersampling factor")
+    p.add_argument("--batch", type=_positive(int), default=2, help="coils per tile")
+    p.add_argument("--iters", type=_positive(int), default=40, help="CG iterations")
     p.add_argument("--lam", type=float, default=None,
-                   help="Tikhonov weight λ in (AᴴA + λI) (default 1e-3; radial 0.05: the density "
-                        "weights raise the noise at the edge of k-space)")
-    p.add_argument("--noise", type=float, default=0.02, help="noise level relative to the RMS signal")
-    p.add_argument("--device", default="auto", help="where the tiles run: auto, cpu, cuda")
-    p.add_argument("--out", default="funclinop_demo.png", help="figure path ('' for none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+                   help="Tikhonov weight λ in (AᴴA + λI); None: 1e-3, and 0.05 for radial data "
+                        "(the density weights raise the noise at the edge of k-space)")
+    p.add_argument("--noise", type=_count_float, default=0.02, help="noise level relative to the RMS signal")
+    p.add_argument("--device", default="auto", help="where the tiles run: auto (cuda when there is one), cpu, cuda[:k]")
+    p.add_argument("--out", default="funclinop_demo.png", help="figure path ('' for none; needs matplotlib)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and the Cartesian mask")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (tqdm)")
     p.add_argument("--trajectory", choices=("cartesian", "radial"), default="cartesian",
                    help="Cartesian lines, or golden-angle radial spokes (NUFFT, Toeplitz normal)")
-    p.add_argument("--spokes", type=int, default=0,
-                   help="radial spokes (default: π/2·N / accel, Nyquist's count divided by accel)")
-    p.add_argument("--nprocs", type=int, default=0,
-                   help="also reconstruct with the coils split over this many processes (gloo, this machine)")
-    args = p.parse_args(argv)
-    if args.lam is None:
-        args.lam = 0.05 if args.trajectory == "radial" else 1e-3
+    p.add_argument("--spokes", type=_count, default=0,
+                   help="radial spokes; 0: π/2·N / accel (Nyquist's count divided by accel)")
+    p.add_argument("--nprocs", type=_count, default=0,
+                   help="also reconstruct with the coils split over this many processes (gloo, "
+                        "this machine); 0: none")
+    return p
+
+
+def _count_float(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _check(p, args):
+    """One-line errors for what the parser cannot see, before any work."""
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    tile_device = fl.device.as_device(args.device)
+    try:
+        device = fl.device.as_device(args.device)
+    except TypeError:
+        p.error(f"argument --device: not a device: {args.device!r} (auto, cpu, cuda or cuda:k)")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"argument --device: {device} is not supported here (auto, cpu, cuda or cuda:k)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("argument --device: CUDA is not available on this machine (use cpu)")
+    if args.out:
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            p.error(f"argument --out: cannot write a figure into {folder}")
+    if args.lam is None:
+        args.lam = 0.05 if args.trajectory == "radial" else 1e-3
+    return device
+
+
+def main(argv=None):
+    p = _parser()
+    args = p.parse_args(argv)
+    tile_device = _check(p, args)
     t_start = time.perf_counter()
 
     n, C = args.size, args.coils
@@ -273,14 +323,12 @@ def _figure(path, *images_and_titles):
         return
     *images, titles = images_and_titles
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: the backend (a notebook's too) is left alone
     except ImportError:
         print("matplotlib is not installed: no figure")
         return
-    fig, axes = plt.subplots(1, len(images), figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, len(images))
     for ax, img, title in zip(axes, images, titles):
         ax.imshow(img.abs().numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title)
