@@ -158,6 +158,8 @@ class Interpolate(Linop):
         Kaiser–Bessel shape per dim; default Beatty's value for ``width``
         at oversampling 1.25.
 
+    Notes
+    -----
     The operator's fields are the stencil (``idx``, integer, and
     ``weights``, shape ``(*F, *L, width ** ndim)``) and its static
     description; ``dataclasses.replace`` takes those (new weights keep the

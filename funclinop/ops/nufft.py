@@ -118,6 +118,8 @@ class NUFFT(Linop):
         convention and shapes; ``eps`` defaults to 1e-6 there, and
         ``toeplitz=True`` is refused).
 
+    Notes
+    -----
     The defaults are accurate to about 4e-3 in 1-D, 7e-3 in 2-D and 9e-3 in
     3-D (relative L2, as SigPy); ``oversamp=2, width=6`` to 1e-5. Splitting works over batch, frame and sample dims;
     the grid dims are transformed and cannot be split, and with
