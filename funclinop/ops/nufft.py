@@ -138,6 +138,7 @@ class NUFFT(Linop):
     Examples
     --------
     >>> import torch, funclinop as fl
+    >>> _ = torch.manual_seed(0)
     >>> locs = torch.tensor([[0.0, 0.0], [-1.5, 2.25], [3.0, -4.0]], dtype=torch.float64)
     >>> A = fl.NUFFT(locs, (8, 8), eps=1e-6)
     >>> A.ishape, A.oshape
@@ -399,6 +400,7 @@ class ToeplitzNormal(Linop):
     Batch and frame dims split; grid dims do not.
 
     >>> import torch, funclinop as fl
+    >>> _ = torch.manual_seed(0)
     >>> locs = torch.rand(30, 2, dtype=torch.float64) * 8 - 4
     >>> T = fl.NUFFT(locs, (8, 8), toeplitz=True).N
     >>> type(T).__name__, T.ishape, tuple(T.psf.shape)
@@ -492,6 +494,7 @@ def toeplitz_normal(A, locs, weights=None):
     doubled grid.
 
     >>> import torch, funclinop as fl
+    >>> _ = torch.manual_seed(0)
     >>> locs = torch.rand(50, 2, dtype=torch.float64) * 8 - 4
     >>> A = fl.NUFFT(locs, (8, 8), eps=1e-6)
     >>> w = torch.rand(50, dtype=torch.float64)
