@@ -124,6 +124,23 @@ def _progress(total, enabled):
     return tqdm(total=total, desc="CG", unit="it", leave=False)
 
 
+def _cg(normal, b, args):
+    """CG on ``(normal + λI) x = b`` with the demo's options: ``(x, info, seconds)``."""
+    bar = _progress(args.iters, not args.no_progress)
+
+    def system(x):
+        if bar is not None:
+            bar.update(1)
+        return normal(x) + args.lam * x
+
+    t0 = time.perf_counter()
+    x, info = fl.alg.cg(system, b, max_iter=args.iters, tol=1e-6, return_info=True)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return x, info, seconds
+
+
 def _peak_memory(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "GPU"
@@ -234,20 +251,7 @@ def main(argv=None):
     print(f"batched over coils ({args.batch} per tile, tiles on {tile_device}, data on cpu, {kind}): "
           f"differs from unbatched by {diff:.1e}")
 
-    AHy = B.H(y)
-    bar = _progress(args.iters, not args.no_progress)
-    normal = B.N
-
-    def system(x):
-        if bar is not None:
-            bar.update(1)
-        return normal(x) + args.lam * x
-
-    t0 = time.perf_counter()
-    x_cg, info = fl.alg.cg(system, AHy, max_iter=args.iters, tol=1e-6, return_info=True)
-    t_cg = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
+    x_cg, info, t_cg = _cg(B.N, B.H(y), args)
 
     if args.nprocs:
         _distributed(args, maps, mask, y, x_cg)
@@ -293,18 +297,7 @@ def _radial(args, t_start):
           f"its defaults; the Toeplitz kernel is accurate to 1e-6)")
 
     b = S.H(E.H(w * y))
-    bar = _progress(args.iters, not args.no_progress)
-
-    def system(x):
-        if bar is not None:
-            bar.update(1)
-        return normal(x) + args.lam * x
-
-    t0 = time.perf_counter()
-    x_cg, info = fl.alg.cg(system, b, max_iter=args.iters, tol=1e-6, return_info=True)
-    t_cg = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
+    x_cg, info, t_cg = _cg(normal, b, args)
     scale = lambda x: x * (torch.vdot(x.flatten(), x_true.flatten()) / torch.vdot(x.flatten(), x.flatten()))
     print(f"CG on the Toeplitz normal: {int(info.iterations)} iterations in {t_cg:.2f} s, "
           f"residual {float(info.residual_norm):.2e}")

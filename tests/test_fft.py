@@ -14,11 +14,6 @@ def crandn(*shape, dtype=C128, seed=0):
     return torch.randn(*shape, dtype=dtype, generator=g)
 
 
-@pytest.fixture(scope="module")
-def tl():
-    return pytest.importorskip("torchlinops")
-
-
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @pytest.mark.parametrize("centered", [False, True])
 def test_fft_matches_torchlinops(tl, ndim, centered):

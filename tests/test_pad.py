@@ -16,11 +16,6 @@ def crandn(*shape, dtype=C128, seed=0):
     return torch.randn(*shape, dtype=dtype, generator=g)
 
 
-@pytest.fixture(scope="module")
-def tl():
-    return pytest.importorskip("torchlinops")
-
-
 SIZES = [(4, 7), (4, 8), (5, 8), (5, 7), (3, 3), (1, 4), (6, 9)]
 
 

@@ -15,11 +15,6 @@ def crandn(*shape, dtype=C128, seed=0):
     return torch.randn(*shape, dtype=dtype, generator=g)
 
 
-@pytest.fixture(scope="module")
-def tl():
-    return pytest.importorskip("torchlinops")
-
-
 def test_sampling_matches_torchlinops(tl):
     g = torch.Generator().manual_seed(0)
     idx = (torch.randint(0, 5, (4, 6), generator=g), torch.randint(0, 7, (4, 6), generator=g))
