@@ -26,7 +26,7 @@ from funclinop.testing import strategies as fst
 F32, F64, C64, C128 = torch.float32, torch.float64, torch.complex64, torch.complex128
 # operators whose output is complex whatever their leaves (the FFT and the
 # finufft NUFFT: complex coefficients in the precision of input and leaves)
-COMPLEX_OPS = (fl.FFT, FiNUFFT)
+COMPLEX_OPS = (fl.FFT, fl.NUFFT, FiNUFFT)
 DIMS = ({"P": 2, "Q": 3, "R": 4}, {"P": 3, "Q": 2}, {"P": 4}, {"P": 2, "Q": 2})
 
 

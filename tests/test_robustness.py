@@ -208,12 +208,24 @@ def test_empty_leading_batch_through_call():
 
 # ---- leaves edited in place ----------------------------------------------------------
 def edit_leaves(A):
-    """Change every tensor leaf of A in place (indices stay valid: they are permuted)."""
-    for t in optree.tree_leaves(A):
+    """Change every tensor leaf of A in place (indices stay valid: they are permuted).
+
+    Private derived leaves (a name starting with "_", such as the stencil an
+    Interpolate sorts by row for its adjoint) are left alone: they are not the
+    user's data, and a permutation of row offsets would not be valid ones.
+    """
+    paths, leaves, _ = optree.tree_flatten_with_path(A)
+    for path, t in zip(paths, leaves):
         if not isinstance(t, torch.Tensor) or t.numel() == 0:
             continue
+        if any(isinstance(p, str) and p.startswith("_") for p in path):
+            continue
         if t.is_floating_point() or t.is_complex():
-            t.mul_(-0.5).add_(0.25)
+            # not one affine map for all: on a partition-of-unity kernel
+            # (weights summing to 1 in pairs) that can cancel to an exactly
+            # zero operator, whose dot test measures only round-off
+            ramp = torch.linspace(0.2, 0.3, t.numel(), dtype=torch.float64).view(t.shape)
+            t.mul_(-0.5).add_(ramp.to(t.dtype))
         elif t.dtype == torch.bool:
             t.logical_not_()
         else:

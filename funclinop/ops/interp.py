@@ -16,6 +16,7 @@ import torch
 from ..dims import ELLIPSIS, as_shape, fresh, named
 from ..errors import ShapeError
 from ..linop import Linop, derived, static
+from . import _bag
 from ._util import check_slices, fixed_kind, int_tuple
 from .fft import grid_names
 
@@ -309,6 +310,12 @@ class Interpolate(Linop):
     beta: tuple = static(default=None, converter=lambda b, what: None if b is None else _beta_tuple(b))
     _nframes: int = derived()
     _nsamples: int = derived()
+    # the stencil as flat rows of the (frames × grid) table, and sorted by row
+    # for the adjoint (funclinop.ops._bag); recomputed with every new idx
+    _rows: torch.Tensor = derived(static=False, repr=False)
+    _src: torch.Tensor = derived(static=False, repr=False)
+    _order: torch.Tensor = derived(static=False, repr=False)
+    _offsets: torch.Tensor = derived(static=False, repr=False)
 
     def __init__(self, locs=None, grid_size=None, *, ishape=None, oshape=None, width=4,
                  kernel="kaiser_bessel", pad_mode="circular", beta=None, idx=None, weights=None):
@@ -372,7 +379,16 @@ class Interpolate(Linop):
                 f"Interpolate: the grid dims {grid} and the sample dims {samples} must be new "
                 f"names on their own side (ishape {ishape}, oshape {oshape})"
             )
-        return {"_nframes": nframes, "_nsamples": nsamples}
+        return {"_nframes": nframes, "_nsamples": nsamples, **self._sparse(self.idx, nframes)}
+
+    def _sparse(self, idx, nframes):
+        """The derived stencil fields for tap indices ``idx``."""
+        cells = math.prod(self.grid_size)
+        frames = idx.shape[:nframes]
+        first = torch.arange(math.prod(frames), device=idx.device).reshape(frames + (1,) * (idx.ndim - nframes))
+        rows = (idx + first * cells).reshape(-1, idx.shape[-1])
+        src, order, offsets = _bag.transpose(rows, math.prod(frames) * cells)
+        return {"_rows": rows, "_src": src, "_order": order, "_offsets": offsets}
 
     # ---- protocol -------------------------------------------------------
     @property
@@ -388,25 +404,25 @@ class Interpolate(Linop):
         batch = named(self.ishape)[: len(named(self.ishape)) - len(self.grid_size)]
         return batch[len(batch) - self._nframes:] if self._nframes else ()
 
-    def _flat_idx(self, lead):
-        """The tap indices as one trailing dim, broadcast over ``lead`` (frames last)."""
-        idx = self.idx.reshape(self.idx.shape[: self._nframes] + (-1,))
-        return idx.expand(lead + idx.shape[-1:])
+    def _stencil(self, dtype):
+        w = self.weights.reshape(self._rows.shape).to(dtype)
+        return w, self._rows, self._src, self._order, self._offsets
 
     def apply(self, x):
-        xf = x.reshape(x.shape[: x.ndim - len(self.grid_size)] + (math.prod(self.grid_size),))
-        lead = xf.shape[:-1]
-        taps = torch.gather(xf, -1, self._flat_idx(lead))
-        taps = taps.reshape(lead + self.weights.shape[self._nframes:])
-        return (taps * self.weights).sum(-1)
+        outer = x.shape[: x.ndim - len(self.grid_size) - self._nframes]
+        table = _columns(x.reshape(math.prod(outer), math.prod(x.shape[len(outer):])), self.weights.dtype)
+        out = _bag.gather(table, *self._stencil(table.dtype))
+        return _uncolumns(out, x.is_complex(), outer + self.weights.shape[:-1])
 
     def apply_adjoint(self, y):
-        lead = y.shape[: y.ndim - self._nsamples]
-        # the tap count, not -1: an empty batch leaves -1 undetermined
-        values = (y[..., None] * self.weights).reshape(lead + (math.prod(self.weights.shape[self._nframes:]),))
-        grid = values.new_zeros(lead + (math.prod(self.grid_size),))
-        grid = grid.scatter_add(-1, self._flat_idx(lead), values)
-        return grid.reshape(lead + self.grid_size)
+        outer = y.shape[: y.ndim - self._nsamples - self._nframes]
+        vals = _columns(y.reshape(math.prod(outer), math.prod(y.shape[len(outer):])), self.weights.dtype)
+        out = _bag.scatter(vals, *self._stencil(vals.dtype))
+        return _uncolumns(out, y.is_complex(), outer + self.frame_sizes + self.grid_size)
+
+    @property
+    def frame_sizes(self):
+        return tuple(self.weights.shape[: self._nframes])
 
     def size(self, dim):
         if dim in self.grid_shape:
@@ -428,7 +444,25 @@ class Interpolate(Linop):
         index = tuple(slices.get(d, slice(None)) for d in self.frame_shape + self.sample_shape)
         if all(s == slice(None) for s in index):
             return self
-        return self._derive(idx=self.idx[index].contiguous(), weights=self.weights[index].contiguous())
+        idx = self.idx[index].contiguous()
+        return self._derive(idx=idx, weights=self.weights[index].contiguous(), **self._sparse(idx, self._nframes))
+
+
+def _columns(x, wdtype):
+    """``(B, R)`` data as the real ``(R, c)`` table the stencil reads (``c = B``, or ``2B`` complex)."""
+    x = x.T.contiguous()
+    if x.is_complex():
+        x = torch.view_as_real(x)
+    x = x.reshape(x.shape[0], -1)
+    dtype = torch.promote_types(x.dtype, wdtype)
+    return x.to(dtype)
+
+
+def _uncolumns(out, is_complex, shape):
+    """The inverse of :func:`_columns` on a result of ``R'`` rows: shape ``(*outer, ...)`` = ``shape``."""
+    if is_complex:
+        out = torch.view_as_complex(out.reshape(out.shape[0], out.shape[1] // 2, 2))
+    return out.T.reshape(shape)
 
 
 def _what(v):

@@ -2,7 +2,7 @@
 
 ``NUFFT = Interpolate ∘ FFT ∘ Pad ∘ Diagonal(apodisation)``: the image is
 divided by a kernel's Fourier transform, zero-padded to an oversampled
-grid, transformed by a centred FFT and interpolated at the sample locations.
+grid, transformed by an FFT and interpolated at the sample locations.
 """
 
 import functools
@@ -46,20 +46,52 @@ def padded_sizes(grid_size, oversamp):
 
 
 def apodisation(grid_size, padded, width, kernel, betas, dtype):
-    """The image-domain weight: ``√(G/N)`` over the kernel's transform at ``n / G`` (centred ``n``)."""
+    """The image-domain weight: ``1/√N`` over the kernel's transform at ``n / G`` (centred ``n``).
+
+    ``1/√N`` is the NUFFT's scale, the FFT on the oversampled grid being unnormalised.
+    """
     weight = None
     for n, g, beta in zip(grid_size, padded, betas):
         centred = torch.arange(n, dtype=torch.float64) - n // 2
-        w = math.sqrt(g / n) / kernel_transform(centred / g, width, kernel, beta)
+        w = 1 / (math.sqrt(n) * kernel_transform(centred / g, width, kernel, beta))
         weight = w if weight is None else weight[..., None] * w
     return weight.to(dtype)
 
 
-def _grid_coords(locs, grid_size, padded):
-    """NUFFT locations (centred, image-grid units) as array indices on the padded grid."""
+def _grid_coords(locs, grid_size, padded, centred=True):
+    """NUFFT locations (centred, image-grid units) as array indices on the padded grid:
+    origin at ``⌊G/2⌋`` (``centred``), or at 0 (the wrapped grid, read circularly)."""
     scale = torch.tensor([g / n for n, g in zip(grid_size, padded)], dtype=locs.dtype, device=locs.device)
+    if not centred:
+        return locs * scale
     shift = torch.tensor([g // 2 for g in padded], dtype=locs.dtype, device=locs.device)
     return locs * scale + shift
+
+
+def _wrap(x, size, padded):
+    """Zero-pad the trailing grid dims from ``size`` to ``padded`` in wrapped
+    order: array index ``i`` (centred ``i − ⌊N/2⌋``) goes to ``(i − ⌊N/2⌋) mod G``.
+    The FFT of that is the centred spectrum, rolled so that frequency 0 is index 0."""
+    for d, (n, g) in enumerate(zip(size, padded)):
+        axis, h = x.ndim - len(size) + d, n // 2
+        zeros = x.new_zeros(x.shape[:axis] + (g - n,) + x.shape[axis + 1:])
+        x = torch.cat([x.narrow(axis, h, n - h), zeros, x.narrow(axis, 0, h)], axis)
+    return x
+
+
+def _fft(x, axes, transform, norm):
+    """An unnormalised transform (MKL refuses one with no data: an empty batch)."""
+    if x.numel() == 0:
+        return x.to(x.dtype if x.is_complex() else x.dtype.to_complex())
+    return transform(x, dim=axes, norm=norm)
+
+
+def _unwrap(x, size, padded):
+    """The adjoint of :func:`_wrap`: the image's entries of a wrapped grid."""
+    for d, (n, g) in enumerate(zip(size, padded)):
+        axis, h = x.ndim - len(size) + d, n // 2
+        x = torch.cat([x.narrow(axis, g - h, h), x.narrow(axis, 0, n - h)], axis)
+    return x
 
 
 def _check_range(locs, grid_size):
@@ -86,9 +118,11 @@ class NUFFT(Linop):
     :class:`Sampling` at the indices ``locs + ⌊N/2⌋`` (odd sizes included).
     Computed as ``Interpolate ∘ FFT ∘ Pad ∘ Diagonal``: the image is divided
     by the exact Fourier transform of a Kaiser–Bessel kernel, zero-padded to the
-    oversampled grid ``G = ⌈oversamp · N⌉``, transformed by a centred FFT and
-    interpolated at ``locs · G / N + ⌊G/2⌋`` (:class:`Interpolate`
-    coordinates). The adjoint is the exact transpose of that computation.
+    oversampled grid ``G = ⌈oversamp · N⌉``, transformed by an FFT and
+    interpolated at ``locs · G / N`` (:class:`Interpolate` coordinates, read
+    circularly). The centring is folded away: the padding puts the image's
+    origin at index 0 (wrapped order), so the spectrum needs no shift either.
+    The adjoint is the exact transpose of that computation.
 
     Parameters
     ----------
@@ -167,8 +201,7 @@ class NUFFT(Linop):
     grid_size: tuple = static(default=None, converter=lambda v, what: _sizes(v, "NUFFT"))
     ishape: tuple = derived()
     oshape: tuple = derived()
-    pad: Pad = derived(static=False, repr=False)  # the internal parts, from interp and grid_size
-    fft: FFT = derived(static=False, repr=False)
+    _axes: tuple = derived()  # the oversampled grid's dims, counted from the end
 
     def __new__(cls, *args, backend="torch", **kwargs):
         if backend not in BACKENDS:
@@ -209,11 +242,10 @@ class NUFFT(Linop):
         if interp.ishape[: len(interp.ishape) - ndim] != batch:
             raise ShapeError(f"NUFFT: apod {ishape} and interp {interp.ishape} have different batch dims")
         padded = interp.grid_shape
-        pad = Pad(interp.grid_size, size, grid, padded, batch)
-        fft = FFT(ndim, batch, (padded, padded), centered=True)
         from ..compose import Chain
 
-        Chain(apod, pad, fft, interp)  # the shapes and sizes fit together
+        # the shapes and sizes fit together (the parts the computation stands for)
+        Chain(apod, Pad(interp.grid_size, size, grid, padded, batch), FFT(ndim, batch, (padded, padded)), interp)
         psf = self.psf
         if psf is not None:
             if not isinstance(psf, torch.Tensor):
@@ -223,7 +255,7 @@ class NUFFT(Linop):
                 raise TypeError(f"NUFFT: psf must be a complex tensor, got {psf.dtype}")
             if tuple(psf.shape) != want:
                 raise ShapeError(f"NUFFT: psf has shape {tuple(psf.shape)}, expected {want} (frames, then 2× the grid)")
-        return dict(ishape=ishape, oshape=interp.oshape, pad=pad, fft=fft)
+        return dict(ishape=ishape, oshape=interp.oshape, _axes=tuple(range(-ndim, 0)))
 
     # ---- protocol -------------------------------------------------------
     @property
@@ -235,10 +267,12 @@ class NUFFT(Linop):
         return self.ishape[len(self.ishape) - len(self.grid_size):]
 
     def apply(self, x):
-        return self.interp.apply(self.fft.apply(self.pad.apply(self.apod.apply(x))))
+        grid = _wrap(self.apod.apply(x), self.grid_size, self.interp.grid_size)
+        return self.interp.apply(_fft(grid, self._axes, torch.fft.fftn, "backward"))
 
     def apply_adjoint(self, y):
-        return self.apod.apply_adjoint(self.pad.apply_adjoint(self.fft.apply_adjoint(self.interp.apply_adjoint(y))))
+        grid = _fft(self.interp.apply_adjoint(y), self._axes, torch.fft.ifftn, "forward")
+        return self.apod.apply_adjoint(_unwrap(grid, self.grid_size, self.interp.grid_size))
 
     def normal(self):
         if not self.toeplitz:
@@ -304,7 +338,7 @@ def _build(locs, grid_size, ishape, oshape, oversamp, width, kernel, eps, toepli
     padded_names = tuple(fresh(d + "os", avoid) for d in grid)
     batch = ishape[: len(ishape) - len(size)]
     nsamples = len(named(oshape)) - len(named(batch))
-    idx, weights = stencil(_grid_coords(locs, size, padded), padded, width, fns, "circular")
+    idx, weights = stencil(_grid_coords(locs, size, padded, centred=False), padded, width, fns, "circular")
     interp = Interpolate(idx=idx, weights=weights, grid_size=padded, ishape=batch + padded_names,
                          oshape=oshape, width=width, kernel=kernel, beta=betas)
     # min-max weights interpolate the image divided by a Kaiser–Bessel transform
