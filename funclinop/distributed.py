@@ -313,9 +313,10 @@ def distribute(linop: Linop, batch_sizes, *, group=None, placement: str = "conti
     Call it on every rank of the (initialised) process group with the same
     operator. Tiles along the one split dim go to ranks ``"contiguous"``-ly
     (rank 0 the first ones) or ``"round_robin"``; there must be at least one
-    tile per rank. Each rank builds only its own tiles (``fl.tile`` views of
-    ``linop``'s leaves), moves them to ``cuda:LOCAL_RANK`` when CUDA is there,
-    and stacks equal tiles to run them with ``vmap``. The operators of all
+    tile per rank. Each rank builds only its own tiles, stacks equal tiles to
+    run them with ``vmap``, and copies their leaves (to ``cuda:LOCAL_RANK``
+    when CUDA is there): they hold this rank's part only, so ``linop`` can be
+    dropped and a rank keeps 1/P of the split leaves. The operators of all
     ranks are compared once (one ``all_gather_object`` of a
     :func:`fingerprint`), and a rank whose operator differs is named.
 
@@ -347,15 +348,16 @@ def distribute(linop: Linop, batch_sizes, *, group=None, placement: str = "conti
         raise ValueError(f"{fn}: placement must be one of {_PLACEMENTS}, got {placement!r}")
     if output not in _OUTPUTS:
         raise ValueError(f"{fn}: output must be one of {_OUTPUTS}, got {output!r}")
-    if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError(f"{fn}: torch.distributed has no initialised process group "
-                           f"(call torch.distributed.init_process_group first, or use fl.distributed.run)")
     (dim, b), = batch_sizes.items()
     n = _check_batch_sizes(fn, linop, batch_sizes)[dim]
     kind = linop.split_kind(dim)
     if output == "sharded" and kind not in (SplitKind.OUT, SplitKind.DIAG):
         raise ValueError(f"{fn}: output='sharded' keeps each rank's block of the output, but dim {dim!r} "
                          f"of {linop._name()} is {kind} (its tiles sum into the whole output)")
+    if not dist.is_available() or not dist.is_initialized():  # after the checks that need no ranks
+        raise RuntimeError(f"{fn}: splitting {linop._name()} over {dim!r} needs an initialised torch.distributed "
+                           f"process group (call torch.distributed.init_process_group first, "
+                           f"or use fl.distributed.run)")
     group = group if group is not None else dist.group.WORLD
     rank, nranks = dist.get_rank(group), dist.get_world_size(group)
     ranges = _ranges(n, b)
@@ -370,9 +372,9 @@ def distribute(linop: Linop, batch_sizes, *, group=None, placement: str = "conti
     idim = dim if kind in (SplitKind.DIAG, SplitKind.IN) else None
     odim = dim if kind in (SplitKind.DIAG, SplitKind.OUT) else None
     local = _assemble(tiles, idim, odim, stack=True, extents=[c - a for a, c in mine])
-    device = _local_device()
-    if device is not None:
-        local = to(local, device)
+    # its own copy of this rank's part (on cuda:LOCAL_RANK where CUDA is): the
+    # tiles are views of linop's leaves, which would keep them whole
+    local = to(local, _local_device(), copy=True)
     sharded = output == "sharded"
     return Distributed(local, dim, kind, _group_name(group), rank, layout,
                        sharded and kind == SplitKind.DIAG, sharded)
