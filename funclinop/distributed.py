@@ -54,6 +54,12 @@ def _fc():
     return fc
 
 
+def _ops():
+    # the functional collectives' own ops: their Python wrappers import
+    # torch._dynamo on first use (seconds per rank), the ops do not
+    return torch.ops._c10d_functional
+
+
 def _real(x):
     """A real view for the wire (gloo has no complex collectives)."""
     return torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
@@ -65,8 +71,8 @@ def _like(y, x):
 
 @torch.no_grad()
 def _all_reduce(x, group):
-    fc = _fc()
-    return _like(fc.wait_tensor(fc.all_reduce(_real(x).contiguous(), "sum", group)), x)
+    ops = _ops()
+    return _like(ops.wait_tensor(ops.all_reduce(_real(x).contiguous(), "sum", group)), x)
 
 
 def _reduce_sum(x, group):
@@ -83,28 +89,29 @@ def _select(x, axis, runs):
 
 
 @torch.no_grad()
-def _all_gather(x, axis, block, group):
+def _all_gather(x, axis, block, nranks, group):
     """Every rank's ``x`` padded to ``block`` entries along ``axis`` (negative), rank after rank."""
-    fc = _fc()
+    ops = _ops()
     pad = block - x.shape[axis]
     if pad:
         shape = list(x.shape)
         shape[axis] = pad
         x = torch.cat([x, x.new_zeros(shape)], axis)
     r = _real(x).contiguous()
-    gather = getattr(fc, "all_gather_single", None) or fc.all_gather_tensor  # the older name before torch 2.13
-    return _like(fc.wait_tensor(gather(r, r.ndim - int(x.is_complex()) + axis, group)), x)
+    every = ops.wait_tensor(ops.all_gather_into_tensor(r, nranks, group))  # rank after rank along dim 0
+    d = r.ndim - int(x.is_complex()) + axis
+    return _like(every.view(nranks, *r.shape).movedim(0, d).flatten(d, d + 1), x)
 
 
 def _gather(x, axis, plan):
     """Every rank's block of ``x`` along ``axis``, in global order.
 
-    ``plan = (block, runs, group)``: each rank sends ``block`` entries, and
+    ``plan = (block, runs, nranks, group)``: each rank sends ``block`` entries, and
     ``runs`` (``(mine, start, length)``, in global order) takes each part from
     this rank's ``x`` (so the gradient of the output reaches ``x`` sliced) or
     from the gathered blocks."""
-    block, runs, group = plan
-    every = _all_gather(x, axis, block, group)
+    block, runs, nranks, group = plan
+    every = _all_gather(x, axis, block, nranks, group)
     parts = [(x if mine else every).narrow(axis, s, n) for mine, s, n in runs]
     return parts[0] if len(parts) == 1 else torch.cat(parts, axis)
 
@@ -210,7 +217,7 @@ class Distributed(Linop):
             else:
                 gather.append(part)
         return dict(ishape=self.local.ishape, oshape=self.local.oshape, _full=sum(lengths), _mine=mine,
-                    _plan=(block, tuple(gather), self.group))
+                    _plan=(block, tuple(gather), len(self.layout), self.group))
 
     # ---- apply ---------------------------------------------------------------------
     def _enter(self, x):
