@@ -193,12 +193,16 @@ def _sense(rank):
 
 def _leaf_bytes(op):
     """(bytes of the complex leaves: the coil maps, bytes of the others: the
-    sampling indices, bytes of the distinct storages of the complex leaves)."""
+    sampling indices or mask, bytes of the distinct storages of the complex
+    leaves, and of the others)."""
     leaves = [t for t in optree.tree_leaves(op) if isinstance(t, torch.Tensor)]
-    split = sum(t.nbytes for t in leaves if t.is_complex())
-    shared = sum(t.nbytes for t in leaves if not t.is_complex())
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in leaves if t.is_complex()}
-    return split, shared, sum(storages.values())
+
+    def storage(ts):
+        return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in ts}.values())
+
+    maps = [t for t in leaves if t.is_complex()]
+    other = [t for t in leaves if not t.is_complex()]
+    return sum(t.nbytes for t in maps), sum(t.nbytes for t in other), storage(maps), storage(other)
 
 
 def _memory(rank):
@@ -207,7 +211,8 @@ def _memory(rank):
     out = {"original": _leaf_bytes(A), "maps": A.linops[0].weight.nbytes}
     for b in (1, 4):  # 4 stacked tiles of a coil per rank, or one tile of 4 coils
         out[f"tiles of {b}"] = _leaf_bytes(fl.distribute(A, {"C": b}).local)
-    out["normal"] = _leaf_bytes(fl.distribute(A, {"C": 1}).N.local)  # the maps and their conjugate: one storage
+    out["normal"] = _leaf_bytes(fl.distribute(A, {"C": 1}).N.local)
+    out["split_normal"] = _leaf_bytes(fl.distribute(A.N, {"C": 1}).local)
     out["normal_original"] = _leaf_bytes(A.N)
     return out
 
@@ -378,19 +383,25 @@ def test_sharded_normal_and_cg_equal_the_single_process_cg(ranks):
 def test_per_rank_leaf_memory_is_a_quarter(ranks):
     for rank, results in enumerate(ranks):
         r = results["memory"]
-        maps, (orig_split, orig_shared, orig_storage) = r["maps"], r["original"]
+        maps, (orig_split, orig_shared, orig_storage, _) = r["maps"], r["original"]
         assert orig_split == orig_storage == maps == 16 * 16 * 16 * 8  # 16 coils of 16×16 complex64
         for key in ("tiles of 1", "tiles of 4"):
-            split, shared, storage = r[key]
+            split, shared, storage, _ = r[key]
             # the coil maps: a quarter, in leaves and in the storage they hold (their own copy,
             # not views that would keep the original's whole storage alive)
             assert split == storage == maps // 4, (rank, key, r[key])
             # the sampling indices are not split: every rank holds all of them, as the original does
             assert shared == orig_shared, (rank, key, r[key])
             assert split + shared == orig_split // 4 + orig_shared
-        # the normal holds the maps and their conjugate view: one storage, a quarter of the maps
-        split, shared, storage = r["normal"]
-        assert storage == maps // 4 and split == 2 * maps // 4 == r["normal_original"][0] // 4
+        # the normals hold the maps and their conjugate view: one storage, a quarter of the maps;
+        # and the sampling mask (16×16 int64), which is not split
+        mask = r["normal_original"][3]
+        assert r["normal_original"][2] == maps and mask == 16 * 16 * 8
+        split, _, storage, other = r["split_normal"]  # fl.distribute(A.N, ...): the mask once
+        assert storage == maps // 4 and split == 2 * maps // 4 and other == mask, (rank, r["split_normal"])
+        # fl.distribute(A, ...).N builds the normal of each of its 4 stacked tiles, each with its mask
+        split, _, storage, other = r["normal"]
+        assert storage == maps // 4 and split == 2 * maps // 4 and other == 4 * mask, (rank, r["normal"])
 
 
 def test_more_than_one_split_dim_is_refused_on_every_rank(ranks):
