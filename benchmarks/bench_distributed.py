@@ -1,8 +1,9 @@
 """Per-application cost of a SENSE normal split over coils across processes.
 
 The problem (the defaults): the demo's SENSE operator, 16 coils × 256 × 256,
-complex64, its normal ``AᴴA`` split over coils (``fl.distribute(A, {"C": b}).N``:
-each rank applies its coils, then one all_reduce of the image). For P = 1 and
+complex64, its normal ``AᴴA`` split over coils (``fl.distribute(A.N, {"C": b})``:
+each rank applies its coils, then one all_reduce of the image; the same
+collective as ``fl.distribute(A, {"C": b}).N``). For P = 1 and
 P = ``--nprocs`` gloo processes on this machine (``fl.distributed.run``, one
 torch thread per process), each rank times per call, median over rounds:
 
@@ -23,7 +24,9 @@ another algorithm; the ring is the bandwidth-optimal one). ``MB/s`` is that
 volume over the measured bare all_reduce. Leaf memory is measured from the
 distributed operator's leaves on each rank: the bytes of the distinct
 storages they hold (the coil maps, once for the maps and their conjugate,
-and the sampling mask, which is not split), next to the whole normal's.
+and the sampling mask, which is not split), next to those of
+``fl.distribute(A, {"C": b}).N`` (which holds the mask once per stacked
+tile) and of the whole normal.
 
 Run ``python benchmarks/bench_distributed.py`` (``--nprocs 2 --size 256
 --coils 16 --batch 1 --rounds 9 --inner 3``).
@@ -77,8 +80,8 @@ def ring_bytes(image_bytes, nprocs):
 def bench(rank, size, coils, batch, rounds, inner):
     A = sense_operator(coil_maps(size, coils), cartesian_mask(size, 3))
     x = torch.randn(size, size, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
-    D = fl.distribute(A, {"C": batch})
-    N, DN = A.N, D.N
+    N = A.N
+    DN = fl.distribute(N, {"C": batch})
     tiles = DN.local
     from funclinop.distributed import _all_reduce
 
@@ -87,8 +90,9 @@ def bench(rank, size, coils, batch, rounds, inner):
                  "all_reduce": lambda: _all_reduce(x, group)}, rounds, inner)
     out = {n: statistics.median(v) for n, v in s.items()}
     out["adds"] = statistics.median(a - b for a, b in zip(s["distributed"], s["tiles"]))  # paired by round
-    out["coils"] = sum(b - a for a, b in D.layout[rank])
+    out["coils"] = sum(b - a for a, b in DN.layout[rank])
     out["leaves"], out["leaves_whole"] = leaf_bytes(tiles), leaf_bytes(N)
+    out["leaves_dn"] = leaf_bytes(fl.distribute(A, {"C": batch}).N.local)
     out["image_bytes"] = x.nbytes
     out["error"] = float((DN(x) - N(x)).abs().max() / N(x).abs().max())
     return out
@@ -96,7 +100,7 @@ def bench(rank, size, coils, batch, rounds, inner):
 
 HEADER = (f"{'P':>2} {'rank':>4} {'coils':>5} {'whole A.N':>10} {'distributed':>11} {'tiles':>9} "
           f"{'coll. adds':>10} {'all_reduce':>10} {'sent/rank':>10} {'MB/s':>6} {'leaves/rank':>12} "
-          f"{'whole A.N':>10} {'rel. err':>8}")
+          f"{'D.N leaves':>11} {'whole A.N':>10} {'rel. err':>8}")
 
 
 def row(nprocs, rank, r):
@@ -104,7 +108,7 @@ def row(nprocs, rank, r):
     rate = f"{sent / r['all_reduce']:6.0f}" if sent else f"{'-':>6}"  # bytes per µs = MB/s
     return (f"{nprocs:>2} {rank:>4} {r['coils']:>5} {r['whole']:>10.0f} {r['distributed']:>11.0f} "
             f"{r['tiles']:>9.0f} {r['adds']:>10.0f} {r['all_reduce']:>10.0f} {sent:>10,} {rate} "
-            f"{r['leaves']:>12,} {r['leaves_whole']:>10,} {r['error']:>8.1e}")
+            f"{r['leaves']:>12,} {r['leaves_dn']:>11,} {r['leaves_whole']:>10,} {r['error']:>8.1e}")
 
 
 def main(argv=None):
@@ -122,8 +126,8 @@ def main(argv=None):
     print(f"Times: per application, median of {args.rounds} rounds of {args.inner} calls, in µs. "
           f"sent/rank: bytes each rank sends per application, one ring all_reduce of the "
           f"{image:,}-byte image, 2(P-1)/P × image (computed). MB/s: that over the bare all_reduce. "
-          f"leaves/rank: bytes of the distributed normal's leaves on the rank (distinct storages), "
-          f"next to the whole normal's.")
+          f"leaves/rank: bytes of the distributed normal's leaves on the rank (distinct storages); "
+          f"D.N leaves: those of fl.distribute(A, ...).N; whole A.N: the whole normal's.")
     print(HEADER)
     for nprocs in sorted({1, args.nprocs}):
         res = fl.distributed.run(bench, nprocs, args.size, args.coils, args.batch, args.rounds, args.inner,
