@@ -99,14 +99,16 @@ def _cast(dtype, t):
     return real.to_complex() if t.is_complex() else real
 
 
-def to(tree: T, device: DeviceLike | None = None, dtype: torch.dtype | None = None) -> T:
+def to(tree: T, device: DeviceLike | None = None, dtype: torch.dtype | None = None, *, copy: bool = False) -> T:
     """Move (and/or cast) every tensor leaf of a pytree, keeping storage sharing.
 
     Leaves that share storage before the move share one copy after it
     (``A.N`` holds ``A``'s weight and its conjugate view: it is copied once).
     Only the part of a storage the leaves touch is copied, so a tile moves
     its own block, not the whole weight. ``dtype`` casts floating leaves to
-    its precision, real stays real and complex stays complex.
+    its precision, real stays real and complex stays complex. ``copy=True``
+    copies leaves that are already in place too (as ``Tensor.to``), so a
+    tile no longer holds the whole storage it was cut from.
 
     >>> import torch, funclinop as fl
     >>> A = fl.Dense(torch.randn(3, 4, dtype=torch.complex64))
@@ -127,15 +129,15 @@ def to(tree: T, device: DeviceLike | None = None, dtype: torch.dtype | None = No
         if isinstance(t, torch.Tensor) and t.device.type == "meta":
             out[i] = t.to(device=device or t.device, dtype=_cast(dtype, t))
     for members in groups.values():
-        _move_group(leaves, out, members, device, dtype)
+        _move_group(leaves, out, members, device, dtype, copy)
     return typing.cast(T, optree.tree_unflatten(spec, out))
 
 
-def _move_group(leaves, out, members, device, dtype):
+def _move_group(leaves, out, members, device, dtype, copy=False):
     first = leaves[members[0]]
     target = device or first.device
     new_dtype = _cast(dtype, first)
-    if target == first.device and new_dtype == first.dtype:
+    if not copy and target == first.device and new_dtype == first.dtype:
         return
     bases = [_plain(leaves[i]) for i in members]
     spans = [_span(b) for b, _ in bases]
@@ -143,9 +145,9 @@ def _move_group(leaves, out, members, device, dtype):
     used = sum(b.numel() for b, _ in bases)
     if hi - lo > 2 * used:  # sparse views of a big storage: copy each on its own
         for i, (b, restore) in zip(members, bases):
-            out[i] = restore(b.to(device=target, dtype=new_dtype))
+            out[i] = restore(b.to(device=target, dtype=new_dtype, copy=copy))
         return
     b0 = bases[0][0]
-    region = b0.as_strided((hi - lo,), (1,), lo).to(device=target, dtype=new_dtype)
+    region = b0.as_strided((hi - lo,), (1,), lo).to(device=target, dtype=new_dtype, copy=copy)
     for i, (b, restore) in zip(members, bases):
         out[i] = restore(region.as_strided(b.shape, b.stride(), b.storage_offset() - lo))

@@ -54,6 +54,12 @@ def _fc():
     return fc
 
 
+def _ops():
+    # the functional collectives' own ops: their Python wrappers import
+    # torch._dynamo on first use (seconds per rank), the ops do not
+    return torch.ops._c10d_functional
+
+
 def _real(x):
     """A real view for the wire (gloo has no complex collectives)."""
     return torch.view_as_real(x.resolve_conj()) if x.is_complex() else x
@@ -65,8 +71,8 @@ def _like(y, x):
 
 @torch.no_grad()
 def _all_reduce(x, group):
-    fc = _fc()
-    return _like(fc.wait_tensor(fc.all_reduce(_real(x).contiguous(), "sum", group)), x)
+    ops = _ops()
+    return _like(ops.wait_tensor(ops.all_reduce(_real(x).contiguous(), "sum", group)), x)
 
 
 def _reduce_sum(x, group):
@@ -83,28 +89,29 @@ def _select(x, axis, runs):
 
 
 @torch.no_grad()
-def _all_gather(x, axis, block, group):
+def _all_gather(x, axis, block, nranks, group):
     """Every rank's ``x`` padded to ``block`` entries along ``axis`` (negative), rank after rank."""
-    fc = _fc()
+    ops = _ops()
     pad = block - x.shape[axis]
     if pad:
         shape = list(x.shape)
         shape[axis] = pad
         x = torch.cat([x, x.new_zeros(shape)], axis)
     r = _real(x).contiguous()
-    gather = getattr(fc, "all_gather_single", None) or fc.all_gather_tensor  # the older name before torch 2.13
-    return _like(fc.wait_tensor(gather(r, r.ndim - int(x.is_complex()) + axis, group)), x)
+    every = ops.wait_tensor(ops.all_gather_into_tensor(r, nranks, group))  # rank after rank along dim 0
+    d = r.ndim - int(x.is_complex()) + axis
+    return _like(every.view(nranks, *r.shape).movedim(0, d).flatten(d, d + 1), x)
 
 
 def _gather(x, axis, plan):
     """Every rank's block of ``x`` along ``axis``, in global order.
 
-    ``plan = (block, runs, group)``: each rank sends ``block`` entries, and
+    ``plan = (block, runs, nranks, group)``: each rank sends ``block`` entries, and
     ``runs`` (``(mine, start, length)``, in global order) takes each part from
     this rank's ``x`` (so the gradient of the output reaches ``x`` sliced) or
     from the gathered blocks."""
-    block, runs, group = plan
-    every = _all_gather(x, axis, block, group)
+    block, runs, nranks, group = plan
+    every = _all_gather(x, axis, block, nranks, group)
     parts = [(x if mine else every).narrow(axis, s, n) for mine, s, n in runs]
     return parts[0] if len(parts) == 1 else torch.cat(parts, axis)
 
@@ -210,7 +217,7 @@ class Distributed(Linop):
             else:
                 gather.append(part)
         return dict(ishape=self.local.ishape, oshape=self.local.oshape, _full=sum(lengths), _mine=mine,
-                    _plan=(block, tuple(gather), self.group))
+                    _plan=(block, tuple(gather), len(self.layout), self.group))
 
     # ---- apply ---------------------------------------------------------------------
     def _enter(self, x):
@@ -313,9 +320,10 @@ def distribute(linop: Linop, batch_sizes, *, group=None, placement: str = "conti
     Call it on every rank of the (initialised) process group with the same
     operator. Tiles along the one split dim go to ranks ``"contiguous"``-ly
     (rank 0 the first ones) or ``"round_robin"``; there must be at least one
-    tile per rank. Each rank builds only its own tiles (``fl.tile`` views of
-    ``linop``'s leaves), moves them to ``cuda:LOCAL_RANK`` when CUDA is there,
-    and stacks equal tiles to run them with ``vmap``. The operators of all
+    tile per rank. Each rank builds only its own tiles, stacks equal tiles to
+    run them with ``vmap``, and copies their leaves (to ``cuda:LOCAL_RANK``
+    when CUDA is there): they hold this rank's part only, so ``linop`` can be
+    dropped and a rank keeps 1/P of the split leaves. The operators of all
     ranks are compared once (one ``all_gather_object`` of a
     :func:`fingerprint`), and a rank whose operator differs is named.
 
@@ -347,15 +355,16 @@ def distribute(linop: Linop, batch_sizes, *, group=None, placement: str = "conti
         raise ValueError(f"{fn}: placement must be one of {_PLACEMENTS}, got {placement!r}")
     if output not in _OUTPUTS:
         raise ValueError(f"{fn}: output must be one of {_OUTPUTS}, got {output!r}")
-    if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError(f"{fn}: torch.distributed has no initialised process group "
-                           f"(call torch.distributed.init_process_group first, or use fl.distributed.run)")
     (dim, b), = batch_sizes.items()
     n = _check_batch_sizes(fn, linop, batch_sizes)[dim]
     kind = linop.split_kind(dim)
     if output == "sharded" and kind not in (SplitKind.OUT, SplitKind.DIAG):
         raise ValueError(f"{fn}: output='sharded' keeps each rank's block of the output, but dim {dim!r} "
                          f"of {linop._name()} is {kind} (its tiles sum into the whole output)")
+    if not dist.is_available() or not dist.is_initialized():  # after the checks that need no ranks
+        raise RuntimeError(f"{fn}: splitting {linop._name()} over {dim!r} needs an initialised torch.distributed "
+                           f"process group (call torch.distributed.init_process_group first, "
+                           f"or use fl.distributed.run)")
     group = group if group is not None else dist.group.WORLD
     rank, nranks = dist.get_rank(group), dist.get_world_size(group)
     ranges = _ranges(n, b)
@@ -370,9 +379,9 @@ def distribute(linop: Linop, batch_sizes, *, group=None, placement: str = "conti
     idim = dim if kind in (SplitKind.DIAG, SplitKind.IN) else None
     odim = dim if kind in (SplitKind.DIAG, SplitKind.OUT) else None
     local = _assemble(tiles, idim, odim, stack=True, extents=[c - a for a, c in mine])
-    device = _local_device()
-    if device is not None:
-        local = to(local, device)
+    # its own copy of this rank's part (on cuda:LOCAL_RANK where CUDA is): the
+    # tiles are views of linop's leaves, which would keep them whole
+    local = to(local, _local_device(), copy=True)
     sharded = output == "sharded"
     return Distributed(local, dim, kind, _group_name(group), rank, layout,
                        sharded and kind == SplitKind.DIAG, sharded)

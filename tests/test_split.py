@@ -144,6 +144,20 @@ def test_to_keeps_sharing_and_copies_tiles_only():
     torch.testing.assert_close(t.weight, W[1:2].to(torch.complex128))
 
 
+def test_to_copy_gives_a_tile_its_own_storage_and_keeps_sharing():
+    W = torch.randn(3, 7, dtype=torch.complex64)
+    A = fl.Dense(W, ("M", "N"), ("N",), ("M",))
+    t = fl.tile(fl.Chain(A, A.H), {"M": slice(1, 2)})  # a row of W, and its conjugate view
+    assert t.linops[0].weight.untyped_storage().nbytes() == W.nbytes  # a view of the whole weight
+    assert fl.to(t).linops[0].weight.untyped_storage().data_ptr() == W.untyped_storage().data_ptr()
+    own = fl.to(t, copy=True)
+    w0, w1 = own.linops[0].weight, own.linops[1].weight
+    assert w0.untyped_storage().nbytes() == 7 * 8  # its row only
+    assert w0.untyped_storage().data_ptr() == w1.untyped_storage().data_ptr() != W.untyped_storage().data_ptr()
+    torch.testing.assert_close(w0, W[1:2])
+    torch.testing.assert_close(w1.resolve_conj(), W[1:2].conj())
+
+
 def test_differential_batching_against_torchlinops():
     tl = pytest.importorskip("torchlinops")
     A, x = sense(C=4, N=8, dtype=torch.complex64)
