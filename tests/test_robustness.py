@@ -207,18 +207,22 @@ def test_empty_leading_batch_through_call():
 
 
 # ---- leaves edited in place ----------------------------------------------------------
+INTERPOLATE_STENCIL = ("_rows", "_src", "_order", "_offsets")
+
+
 def edit_leaves(A):
     """Change every tensor leaf of A in place (indices stay valid: they are permuted).
 
-    Private derived leaves (a name starting with "_", such as the stencil an
-    Interpolate sorts by row for its adjoint) are left alone: they are not the
-    user's data, and a permutation of row offsets would not be valid ones.
+    Except the stencil an Interpolate sorts by grid point for its adjoint
+    (row offsets and the sort order: no permutation of them is valid) and the
+    flat stencil it is sorted from (the two would no longer match): private
+    derived leaves, not the user's data.
     """
     paths, leaves, _ = optree.tree_flatten_with_path(A)
     for path, t in zip(paths, leaves):
         if not isinstance(t, torch.Tensor) or t.numel() == 0:
             continue
-        if any(isinstance(p, str) and p.startswith("_") for p in path):
+        if path and path[-1] in INTERPOLATE_STENCIL:
             continue
         if t.is_floating_point() or t.is_complex():
             # not one affine map for all: on a partition-of-unity kernel
