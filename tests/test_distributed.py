@@ -14,10 +14,7 @@ import funclinop as fl
 from funclinop.demo import cartesian_mask, coil_maps, sense_operator
 from funclinop.linop import optree
 
-pytestmark = [
-    pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available"),
-    pytest.mark.xdist_group("distributed"),  # one spawn for the module: all of it on one worker
-]
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
 P = 4  # ranks
 TOL = 1e-10  # float64 / complex128 throughout, except the memory checks (complex64, no arithmetic)

@@ -33,8 +33,6 @@ pytest.importorskip("ipykernel")
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402  (nbclient requires jupyter_client)
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("notebook")  # one kernel for the module: all of it on one worker
-
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "docs" / "tutorials" / "01_first_operators.py"
 KERNEL = "funclinop-test-python"
