@@ -440,3 +440,75 @@ def test_density_compensation_per_frame():
         torch.testing.assert_close(w[t], fl.nufft.density_compensation(locs[t], size))
     with pytest.raises(ValueError, match="iters"):
         fl.nufft.density_compensation(locs, size, iters=-1)
+
+
+# ---- the fused gathers behind Interpolate -------------------------------------------
+
+
+def _stencil(R=20, K=7, t=3, seed=0):
+    """A random stencil (repeated rows included), its transpose, and its dense matrix."""
+    from funclinop.ops import _bag
+
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, R, (K, t), generator=g)
+    w = torch.rand(K, t, dtype=torch.float64, generator=g)
+    rows = torch.arange(K)[:, None].expand(K, t)
+
+    def dense(w, idx=idx):
+        return torch.zeros(K, R, dtype=torch.float64).index_put((rows, idx), w, accumulate=True)
+
+    return idx, w, _bag.transpose(idx, R), dense
+
+
+def test_gather_and_scatter_are_the_stencil_matrix_and_its_transpose_under_every_transform():
+    """Values, jacrev, jacfwd (no forward-mode rule in embedding_bag: the
+    Functions' jvp), hessian and vmap over data, weights and both, against the
+    dense matrix built entry by entry."""
+    from funclinop.ops._bag import gather, scatter
+
+    idx, w, st, dense = _stencil()
+    T, V = crandn(20, 4, dtype=torch.float64), crandn(7, 4, seed=1, dtype=torch.float64)
+    ours = {"gather": (lambda a, w: gather(a, w, idx, *st), lambda a, w: dense(w) @ a, T),
+            "scatter": (lambda a, w: scatter(a, w, idx, *st), lambda a, w: dense(w).T @ a, V)}
+    for name, (f, ref, a) in ours.items():
+        torch.testing.assert_close(f(a, w), ref(a, w))
+        for jac in (torch.func.jacrev, torch.func.jacfwd):
+            for got, want in zip(jac(f, argnums=(0, 1))(a, w), jac(ref, argnums=(0, 1))(a, w)):
+                torch.testing.assert_close(got, want)
+        h1 = torch.func.hessian(lambda a, w: f(a, w).square().sum(), argnums=(0, 1))(a, w)
+        h2 = torch.func.hessian(lambda a, w: ref(a, w).square().sum(), argnums=(0, 1))(a, w)
+        for i in range(2):
+            for j in range(2):
+                torch.testing.assert_close(h1[i][j], h2[i][j])
+        ab = crandn(5, *a.shape, seed=2, dtype=torch.float64)
+        wb = torch.rand(5, *w.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(torch.func.vmap(lambda a: f(a, w))(ab), torch.stack([ref(x, w) for x in ab]))
+        torch.testing.assert_close(torch.func.vmap(lambda w: f(a, w))(wb), torch.stack([ref(a, v) for v in wb]))
+        torch.testing.assert_close(torch.func.vmap(f)(ab, wb), torch.stack([ref(x, v) for x, v in zip(ab, wb)]))
+
+
+def test_gather_and_scatter_over_a_batch_of_stencils():
+    """Stacked tiles: every operand batched, folded into the rows of one call."""
+    from funclinop.ops._bag import gather, scatter, transpose
+
+    stencils = [_stencil(seed=s) for s in range(3)]
+    idx = torch.stack([s[0] for s in stencils])
+    w = torch.stack([s[1] for s in stencils])
+    st = [torch.stack(z) for z in zip(*[transpose(i, 20) for i in idx])]
+    T, V = crandn(20, 4, dtype=torch.float64), crandn(7, 4, seed=1, dtype=torch.float64)
+    g = torch.func.vmap(lambda i, w, *s: gather(T, w, i, *s))(idx, w, *st)
+    s = torch.func.vmap(lambda i, w, *s: scatter(V, w, i, *s))(idx, w, *st)
+    for b, (_, wb, _, dense) in enumerate(stencils):
+        torch.testing.assert_close(g[b], dense(wb) @ T)
+        torch.testing.assert_close(s[b], dense(wb).T @ V)
+    grad = torch.func.grad(lambda T: torch.func.vmap(lambda i, w, *s: gather(T, w, i, *s))(idx, w, *st).square().sum())(T)
+    want = torch.func.grad(lambda T: sum((d(wb) @ T).square().sum() for _, wb, _, d in stencils))(T)
+    torch.testing.assert_close(grad, want)
+
+
+def test_jacfwd_through_an_interpolate():
+    size = (6, 5)
+    x = crandn(*size)
+    J = torch.func.jacfwd(lambda locs: fl.NUFFT(locs, size)(x).real)(random_locs(4, size))
+    Jr = torch.func.jacrev(lambda locs: fl.NUFFT(locs, size)(x).real)(random_locs(4, size))
+    torch.testing.assert_close(J, Jr)
