@@ -9,6 +9,7 @@ their weights, one per kernel tap, computed once at construction.
 
 import functools
 import math
+import typing
 
 import numpy as np
 import torch
@@ -95,16 +96,16 @@ def kernel_transform(xi, width, name="kaiser_bessel", beta=None):
 # Kaiser–Bessel shape β is itself tuned (over a scan) for the least error.
 
 
-class MinMaxTable(tuple):
-    """``(beta, coef, minv, err)``: the Kaiser–Bessel shape of the apodisation,
-    the Chebyshev coefficients of ``h`` on ``[−width/2, width/2]``, ``M⁻¹``
-    (numpy float64; never fake tensors, whatever traces the caller) and the
-    predicted relative L2 error in this dim (RMS over tap offsets)."""
+class MinMaxTable(typing.NamedTuple):
+    """The Kaiser–Bessel shape of the apodisation, the Chebyshev coefficients
+    of ``h`` on ``[−width/2, width/2]``, ``M⁻¹`` (numpy float64: never fake
+    tensors, whatever traces the caller) and the predicted relative L2 error
+    in this dim (RMS over tap offsets)."""
 
-    beta = property(lambda self: self[0])
-    coef = property(lambda self: self[1])
-    minv = property(lambda self: self[2])
-    err = property(lambda self: self[3])
+    beta: float
+    coef: np.ndarray
+    minv: np.ndarray
+    err: float
 
 
 def _kb_transform_np(nu, width, beta):
@@ -166,7 +167,7 @@ def minmax_table(n, g, width):
     h = (s * np.cos(2 * math.pi * (x[:, None] * width / 2) * nu)).sum(-1)
     coef = 2 / (degree + 1) * (h * np.cos(math.pi * k[:, None] * (k + 0.5) / (degree + 1))).sum(-1)
     coef[0] /= 2
-    return MinMaxTable((beta, coef, minv, math.sqrt(mse)))
+    return MinMaxTable(beta, coef, minv, math.sqrt(mse))
 
 
 def minmax_weights(d, table):
