@@ -488,13 +488,13 @@ def _check_locs(locs, ndim, what):
         )
 
 
-def _options(width, kernel, pad_mode):
+def _options(width, kernel, pad_mode, what="Interpolate"):
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"Interpolate: width must be a positive int, got {width!r}")
+        raise ValueError(f"{what}: width must be a positive int, got {width!r}")
     if kernel not in KERNELS:
-        raise ValueError(f"Interpolate: kernel must be one of {KERNELS}, got {kernel!r}")
+        raise ValueError(f"{what}: kernel must be one of {KERNELS}, got {kernel!r}")
     if pad_mode not in PAD_MODES:
-        raise ValueError(f"Interpolate: pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        raise ValueError(f"{what}: pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
     return width, kernel, pad_mode
 
 

@@ -325,7 +325,7 @@ def _build(locs, grid_size, ishape, oshape, oversamp, width, kernel, eps, toepli
     _check_range(locs, size)
     ishape, oshape = resolve_shapes(ishape, oshape, len(size), locs.ndim - 1, "NUFFT")
     padded = padded_sizes(size, oversamp)
-    width, kernel, _ = _options(width, kernel, "circular")
+    width, kernel, _ = _options(width, kernel, "circular", "NUFFT")
     if kernel == "minmax":
         tables = [minmax_table(n, g, width) for n, g in zip(size, padded)]
         betas = tuple(t.beta for t in tables)
