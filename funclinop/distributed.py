@@ -400,6 +400,9 @@ def _worker(fn, rank, nprocs, store_path, results, args, timeout, threads):
     report = None
     try:
         torch.set_num_threads(threads)
+        if "GLOO_SOCKET_IFNAME" not in os.environ and os.path.exists("/sys/class/net/lo"):
+            # ranks on this machine talk over loopback (127.0.0.1), whatever the hostname resolves to
+            os.environ["GLOO_SOCKET_IFNAME"] = "lo"
         store = dist.FileStore(store_path, nprocs)
         dist.init_process_group("gloo", store=store, rank=rank, world_size=nprocs,
                                 timeout=timedelta(seconds=timeout))
@@ -429,7 +432,8 @@ def run(fn, nprocs: int, *args, timeout: float = 120.0, threads: int | None = No
 
     ``fn`` and ``args`` must be picklable (``fn`` defined at module level).
     The ranks meet through a ``FileStore`` in a temporary directory (no port
-    to pick). The process group's ``timeout`` (seconds) bounds every
+    to pick) and talk over loopback (``GLOO_SOCKET_IFNAME=lo`` where Linux
+    has it and it is not set already). The process group's ``timeout`` (seconds) bounds every
     collective, and the whole run: a rank that raises or dies is reported
     as a :class:`RankError` naming it, and the other processes are killed.
     ``threads`` sets each rank's torch threads (default: the CPUs shared out).
